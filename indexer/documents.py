@@ -1,0 +1,315 @@
+"""Read one corpus file into articles (metadata) and segments (spans of the file to index).
+
+Formats handled in general, not by file name:
+- a record with YAML front matter: its title, excerpt and publisher become segments of
+  its article; each ``related`` entry becomes segments of THAT article, noting which
+  file listed it; opaque fields (``secured``, image, amp and cdn URLs, scores) are
+  neither indexed nor shown;
+- a bare body: a leading ``date YYYY-MM-DD`` is read as its date, a first short line as
+  its headline, and site chrome is recognised by :mod:`indexer.chrome` and left out.
+
+Every segment is a span of the file's text, so a citation is always ``text[start:end]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from indexer.chrome import Block, classify_blocks, split_blocks
+from indexer.errors import InputError
+
+FRONT_MATTER = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^---[ \t]*$(?:\r?\n)?", re.S | re.M)
+LEADING_DATE = re.compile(r"\A\s*(?:date|published|dated)\s*:?\s*(?P<date>\d{4}-\d{2}-\d{2})\b\s*", re.I)
+DATE_FIELDS = ("publishedDateTime", "publishedDate", "published_at", "date")
+URL_FIELDS = ("webUrl", "originalUrl", "url")
+TEXT_FIELDS = ("title", "excerpt", "category", "type", *URL_FIELDS)
+MAX_HEADLINE_WORDS = 20
+
+
+@dataclass
+class Article:
+    """What a citation says about an article; ``key`` is its URL, or ``file:NAME`` if it has none."""
+
+    key: str
+    title: str | None = None
+    publisher: str | None = None
+    url: str | None = None
+    published: str | None = None
+    topics: list[str] = field(default_factory=list)
+    category: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: Article) -> None:
+        """Fill fields this article lacks from ``other`` (a record's own fields win)."""
+        for name in ("title", "publisher", "url", "published", "category"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(other, name))
+        self.topics = self.topics or other.topics
+        self.details = {**other.details, **self.details}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "publisher": self.publisher,
+            "url": self.url,
+            "published": self.published,
+            "topics": self.topics,
+            "category": self.category,
+            "details": self.details,
+        }
+
+
+@dataclass
+class Segment:
+    """A span of a file to index, cited to ``article``.
+
+    ``kind`` is one of ``title``, ``excerpt``, ``publisher``, ``related``, ``meta``, ``body``.
+    """
+
+    file: str
+    start: int
+    end: int
+    kind: str
+    article: str
+    listed_by: str | None = None
+
+
+@dataclass
+class ParsedFile:
+    """One corpus file: its text, the articles it describes, and what to index of it."""
+
+    name: str
+    text: str
+    sha256: str
+    articles: dict[str, Article]
+    segments: list[Segment]
+    chrome: list[Block]
+    has_metadata: bool
+    body_article: str | None = None
+    body_date: str | None = None
+
+
+def read_text(path: Path, name: str) -> tuple[str, str]:
+    """Return (text, sha256) of a UTF-8 file, or raise InputError naming the problem."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(name, "disappeared while the corpus was read") from None
+    except PermissionError:
+        raise InputError(name, "cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise InputError(name, f"cannot be read ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise InputError(name, "is empty")
+    if b"\x00" in data[:8192]:
+        raise InputError(name, "is a binary file, not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(name, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    return text.replace("\r\n", "\n") if "\r\n" in text else text, hashlib.sha256(data).hexdigest()
+
+
+def iso_date(value: Any) -> str | None:
+    """A YAML date, datetime or ISO-like string → 'YYYY-MM-DD', else None."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and (match := re.match(r"\s*(\d{4}-\d{2}-\d{2})", value)):
+        return match.group(1)
+    return None
+
+
+def parse_file(path: Path, name: str) -> ParsedFile:
+    """Parse one corpus file; raises InputError for anything that cannot be indexed."""
+    text, digest = read_text(path, name)
+    match = FRONT_MATTER.match(text)
+    if match is None and text.lstrip("\ufeff").startswith("---\n"):
+        raise InputError(name, "front matter starts with '---' but has no closing '---' line")
+    articles: dict[str, Article] = {}
+    segments: list[Segment] = []
+    body_start = 0
+    if match:
+        _parse_front_matter(name, text, match.start("yaml"), match.group("yaml"), articles, segments)
+        body_start = match.end()
+    parsed = ParsedFile(
+        name=name, text=text, sha256=digest, articles=articles, segments=segments,
+        chrome=[], has_metadata=bool(match),
+    )
+    _parse_body(parsed, body_start)
+    if not parsed.segments:
+        raise InputError(name, "has nothing to index (no title, excerpt or body text)")
+    return parsed
+
+
+# --- front matter -------------------------------------------------------------------
+
+
+def _parse_front_matter(
+    name: str, text: str, offset: int, source: str, articles: dict[str, Article], segments: list[Segment]
+) -> None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(source)
+        node = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(name, f"malformed front matter{where}: {problem}") from None
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise InputError(name, f"front matter must be a mapping of fields, got {_type_name(data)}")
+    nodes = _mapping_nodes(node)
+    record = _article_from_fields(name, data, field_path="")
+    articles[record.key] = record
+    for field_name, kind in (("title", "title"), ("excerpt", "excerpt")):
+        if data.get(field_name):
+            segments.append(_scalar_segment(name, text, offset, nodes[field_name], kind, record.key))
+    if record.publisher and (provider_node := _publisher_node(nodes)) is not None:
+        segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", record.key))
+    related = data.get("related") or []
+    if not isinstance(related, list):
+        raise InputError(name, f"field 'related' must be a list, got {_type_name(related)}")
+    for position, (entry, entry_node) in enumerate(zip(related, nodes["related"].value if related else [])):
+        if not isinstance(entry, dict):
+            raise InputError(name, f"field 'related[{position}]' must be a mapping, got {_type_name(entry)}")
+        other = _article_from_fields(name, entry, field_path=f"related[{position}].")
+        if other.key.startswith("file:"):
+            other.key = f"file:{name}#related{position}"
+        articles.setdefault(other.key, other).merge(other)
+        entry_nodes = _mapping_nodes(entry_node)
+        if entry.get("excerpt"):
+            segments.append(_scalar_segment(name, text, offset, entry_nodes["excerpt"], "related", other.key, listed_by=name))
+        elif entry.get("title"):
+            segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "related", other.key, listed_by=name))
+        if other.publisher and (provider_node := _publisher_node(entry_nodes)) is not None:
+            segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", other.key, listed_by=name))
+
+
+def _type_name(value: Any) -> str:
+    return {list: "a list", str: "a string", dict: "a mapping", int: "a number", float: "a number",
+            bool: "true/false"}.get(type(value), type(value).__name__)
+
+
+def _article_from_fields(name: str, data: dict, *, field_path: str) -> Article:
+    for key in TEXT_FIELDS:
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InputError(name, f"field '{field_path}{key}' must be text, got {_type_name(value)}")
+    provider = data.get("provider")
+    if isinstance(provider, dict):
+        publisher = provider.get("name")
+    elif provider is None or isinstance(provider, str):
+        publisher = provider
+    else:
+        raise InputError(name, f"field '{field_path}provider' must be a mapping or text, got {_type_name(provider)}")
+    if publisher is not None and not isinstance(publisher, str):
+        raise InputError(name, f"field '{field_path}provider.name' must be text, got {_type_name(publisher)}")
+    topics = data.get("topics") or []
+    if not isinstance(topics, list) or not all(isinstance(topic, str) for topic in topics):
+        raise InputError(name, f"field '{field_path}topics' must be a list of text")
+    published = None
+    for key in DATE_FIELDS:
+        if data.get(key) is not None:
+            published = iso_date(data[key])
+            if published is None:
+                raise InputError(name, f"field '{field_path}{key}' is not a date: {data[key]!r}")
+            break
+    url = next((data[key] for key in URL_FIELDS if data.get(key)), None)
+    return Article(
+        key=url or f"file:{name}",
+        title=(data.get("title") or "").strip() or None,
+        publisher=publisher.strip() if publisher else None,
+        url=url,
+        published=published,
+        topics=topics,
+        category=data.get("category"),
+    )
+
+
+def _mapping_nodes(node: Any) -> dict[str, Any]:
+    return {key.value: value for key, value in getattr(node, "value", []) if hasattr(key, "value")}
+
+
+def _publisher_node(nodes: dict[str, Any]) -> Any:
+    provider = nodes.get("provider")
+    if provider is None:
+        return None
+    if provider.tag.endswith(":map"):
+        return _mapping_nodes(provider).get("name")
+    return provider
+
+
+def _scalar_segment(
+    name: str, text: str, offset: int, node: Any, kind: str, article: str, *, listed_by: str | None = None
+) -> Segment:
+    """The span of a YAML scalar's content in the file (inside any quotes, trimmed)."""
+    start, end = offset + node.start_mark.index, offset + node.end_mark.index
+    if node.style in ("'", '"'):
+        start, end = start + 1, end - 1
+    elif node.style in ("|", ">"):
+        start = text.index("\n", start) + 1
+    raw = text[start:end]
+    start += len(raw) - len(raw.lstrip())
+    end -= len(raw) - len(raw.rstrip())
+    return Segment(file=name, start=start, end=end, kind=kind, article=article, listed_by=listed_by)
+
+
+# --- bodies ---------------------------------------------------------------------------
+
+
+def _parse_body(parsed: ParsedFile, body_start: int) -> None:
+    text = parsed.text
+    body = text[body_start:]
+    if not body.strip():
+        return
+    if match := LEADING_DATE.match(body):
+        parsed.body_date = match["date"]
+        body_start += match.end()
+        body = text[body_start:]
+    blocks = classify_blocks(split_blocks(body, offset=body_start))
+    if parsed.has_metadata:
+        record = next(iter(parsed.articles.values()))
+        key = record.key
+    else:
+        key = f"file:{parsed.name}"
+        record = Article(key=key, published=parsed.body_date)
+        parsed.articles[key] = record
+    parsed.body_article = key
+    headline = _find_headline(blocks)
+    for block in blocks:
+        if block.kind in ("text", "meta"):
+            kind = "title" if block is headline else ("meta" if block.kind == "meta" else "body")
+            parsed.segments.append(Segment(file=parsed.name, start=block.start, end=block.end, kind=kind, article=key))
+            if block.kind == "meta":
+                record.details.update(block.facts)
+        else:
+            parsed.chrome.append(block)
+    if headline is not None and record.title is None:
+        record.title = headline.text
+    if record.published is None:
+        record.published = parsed.body_date or record.details.get("edition_date")
+    if parsed.body_date is None and record.details.get("edition_date"):
+        parsed.body_date = record.details["edition_date"]
+
+
+def _find_headline(blocks: list[Block]) -> Block | None:
+    """A bare body's headline: its first text block, if short, one line, and not a sentence."""
+    texts = [block for block in blocks if block.kind == "text"]
+    if len(texts) < 2:
+        return None
+    first = texts[0]
+    words = len(first.text.split())
+    if "\n" in first.text or words > MAX_HEADLINE_WORDS or re.search(r"[.!?…:;,]$", first.text):
+        return None
+    return first

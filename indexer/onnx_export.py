@@ -1,0 +1,156 @@
+"""Export a sentence-transformers model folder to ONNX for the torch-free query path.
+
+The exported graph maps token ids straight to the sentence embedding: the transformer,
+pooling and any later modules listed in ``modules.json`` are traced from sentence-transformers
+itself, and an L2 normalisation is appended when the model has no ``Normalize`` module, so
+the output equals ``SentenceTransformer.encode(..., normalize_embeddings=True)``. The query
+side (:mod:`query.fast_embedder`) then needs only ``tokenizers``, ``onnxruntime`` and numpy.
+
+Export needs torch, sentence-transformers and the ``onnx`` package: torch's TorchScript-based
+exporter (``dynamo=False``) serialises the graph through ``onnx``; the newer dynamo exporter
+would also need ``onnxscript``. None of them is needed at query time.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from indexer.embedder import ModelError, weights_fingerprint
+
+ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "onnx_config.json"
+OPSET = 17
+OUTPUT_NAME = "sentence_embedding"
+
+_TOKEN_INPUTS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+"""Model input name -> attribute of a ``tokenizers.Encoding`` that feeds it."""
+
+_TRACE_TEXTS = ["query", "a longer passage, so that the traced batch contains padding"]
+
+_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def read_pipeline(model_path: Path) -> dict:
+    """The module types, pooling mode and normalisation that ``modules.json`` declares."""
+    modules_file = model_path / "modules.json"
+    if not modules_file.is_file():
+        raise ModelError(f"{model_path}: not a sentence-transformers folder (no modules.json)")
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    types = [module["type"].rsplit(".", 1)[-1] for module in modules]
+    pooling = [module for module in modules if module["type"].endswith(".Pooling")]
+    if not pooling:
+        raise ModelError(f"{model_path}: modules.json has no Pooling module")
+    pooling_config = json.loads(
+        (model_path / pooling[0]["path"] / "config.json").read_text(encoding="utf-8")
+    )
+    mode = pooling_config.get("pooling_mode") or [
+        name for key, name in _LEGACY_POOLING_KEYS.items() if pooling_config.get(key)
+    ] or "mean"
+    if isinstance(mode, list) and len(mode) == 1:
+        mode = mode[0]
+    return {"modules": types, "pooling_mode": mode, "normalize_module": "Normalize" in types}
+
+
+def export_onnx(*, model_path: Path, out_dir: Path, max_seq_length: int) -> dict:
+    """Write ``model.onnx``, ``tokenizer.json`` and ``onnx_config.json`` to ``out_dir``.
+
+    The graph takes the tokenizer's int64 ``[batch, sequence]`` inputs (both axes dynamic) and
+    returns unit-length float32 rows. The tokenizer truncates to ``max_seq_length`` tokens,
+    special tokens included, and pads to the longest text of a batch, as sentence-transformers
+    does. The export is checked against sentence-transformers before the config is written.
+    Returns the config.
+    """
+    import numpy as np
+    import onnxruntime
+    import tokenizers
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    pipeline = read_pipeline(model_path)
+    model = SentenceTransformer(str(model_path), device="cpu").eval()
+    max_positions = getattr(model[0].model.config, "max_position_embeddings", max_seq_length)
+    if not 2 <= max_seq_length <= max_positions:
+        raise ModelError(f"max_seq_length {max_seq_length} is outside 2..{max_positions}")
+    model.max_seq_length = max_seq_length
+
+    features = model.preprocess(_TRACE_TEXTS)
+    names = [name for name in _TOKEN_INPUTS if name in features]
+
+    class SentenceEmbedding(torch.nn.Module):
+        """Positional token tensors -> unit-length sentence embeddings."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            embedding = self.model(dict(zip(names, inputs)))["sentence_embedding"]
+            if pipeline["normalize_module"]:
+                return embedding
+            return torch.nn.functional.normalize(embedding, p=2, dim=1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / ONNX_FILE
+    axes = {0: "batch", 1: "sequence"}
+    wrapper = SentenceEmbedding()
+    inputs = tuple(features[name] for name in names)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The trace freezes shape checks that hold for every input (mask width equals sequence
+        # length, indices come from arange) and the TorchScript exporter says it is deprecated;
+        # none of it is actionable, and the check against ONNX Runtime below guards the result.
+        warnings.simplefilter("ignore")
+        expected = wrapper(*inputs).numpy()
+        torch.onnx.export(
+            wrapper,
+            inputs,
+            str(onnx_path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=names,
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={**{name: axes for name in names}, OUTPUT_NAME: {0: "batch"}},
+        )
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    graph_inputs = [node.name for node in session.get_inputs()]
+    got = session.run([OUTPUT_NAME], {name: features[name].numpy() for name in graph_inputs})[0]
+    if not np.allclose(got, expected, atol=1e-5):
+        raise ModelError(f"ONNX export of {model_path} does not reproduce sentence-transformers")
+
+    hf_tokenizer = model.tokenizer
+    tokenizer = tokenizers.Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+    tokenizer.enable_truncation(
+        max_seq_length, strategy="longest_first", direction=hf_tokenizer.truncation_side
+    )
+    tokenizer.enable_padding(
+        direction=hf_tokenizer.padding_side,
+        pad_id=hf_tokenizer.pad_token_id,
+        pad_type_id=hf_tokenizer.pad_token_type_id,
+        pad_token=hf_tokenizer.pad_token,
+    )
+    tokenizer.save(str(out_dir / TOKENIZER_FILE))
+
+    config = {
+        **pipeline,
+        "normalize": True,
+        "max_seq_length": max_seq_length,
+        "dimension": int(got.shape[1]),
+        "opset": OPSET,
+        "onnx_file": ONNX_FILE,
+        "tokenizer_file": TOKENIZER_FILE,
+        "inputs": {name: _TOKEN_INPUTS[name] for name in graph_inputs},
+        "output": OUTPUT_NAME,
+        "fingerprint": weights_fingerprint(model_path),
+    }
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return config

@@ -1,0 +1,254 @@
+"""The index on disk: generations of (FAISS vectors, passage store, manifest).
+
+Layout of an index folder::
+
+    index/
+      CURRENT                 name of the live generation (replaced atomically)
+      gen-000001/
+        manifest.json         format version, model, counts, file hashes, checksums
+        vectors.faiss         FAISS index over L2-normalised vectors (inner product)
+        passages.jsonl        one JSON object per passage, in vector order
+        passages.offsets.npy  byte offset of each line of passages.jsonl (n + 1 int64)
+        articles.json         article key -> citation metadata
+        bm25/                 bm25s keyword index over the same passages (numpy + JSON)
+
+A build writes a whole new generation beside the live one and then replaces
+``CURRENT``; a reader resolves ``CURRENT`` once and reads only that generation, so it
+never sees a half-written index. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import IndexFormatError
+
+FORMAT = "semindex-index"
+FORMAT_VERSION = 1
+POINTER = "CURRENT"
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+PASSAGES = "passages.jsonl"
+OFFSETS = "passages.offsets.npy"
+ARTICLES = "articles.json"
+FULL_CHECKSUM_LIMIT = 256 << 20
+"""Index files up to this total size are checksummed on every load; larger ones by size only
+(``semindex info --verify`` checks everything)."""
+
+
+def rebuild_hint(index: Path) -> str:
+    return f"rebuild it with: semindex build CORPUS --index {index} --full"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_passages(folder: Path, passages: list[dict[str, Any]]) -> None:
+    """Write passages.jsonl and the offsets that let a reader seek to any passage."""
+    import numpy as np
+
+    offsets = [0]
+    with (folder / PASSAGES).open("wb") as handle:
+        for passage in passages:
+            line = (json.dumps(passage, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            handle.write(line)
+            offsets.append(offsets[-1] + len(line))
+    np.save(folder / OFFSETS, np.asarray(offsets, dtype=np.int64))
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, and the folders themselves, to disk."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    for path in [*(p for p in folder.rglob("*") if p.is_dir()), folder]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every data file of a generation (all but the manifest)."""
+    return {
+        path.relative_to(folder).as_posix(): {"sha256": sha256_file(path), "size": path.stat().st_size}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def live_generation(index: Path) -> Path:
+    """The generation folder ``CURRENT`` points to, or IndexFormatError."""
+    pointer = index / POINTER
+    if not index.is_dir():
+        raise IndexFormatError(f"{index}: no index here; build one with: semindex build CORPUS --index {index}")
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexFormatError(f"{pointer}: missing, so {index} is not a semindex index; {rebuild_hint(index)}") from None
+    generation = index / name
+    if not name.startswith("gen-") or "/" in name or not generation.is_dir():
+        raise IndexFormatError(f"{pointer}: points to {name!r}, which is not a generation folder; {rebuild_hint(index)}")
+    return generation
+
+
+def publish_generation(index: Path, generation: Path) -> None:
+    """Make ``generation`` live: write CURRENT beside itself and rename it over the old one."""
+    fsync_tree(generation)
+    temporary = index / f".{POINTER}.{os.getpid()}"
+    temporary.write_text(generation.name + "\n", encoding="utf-8")
+    with temporary.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, index / POINTER)
+    descriptor = os.open(index, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def next_generation_name(index: Path) -> str:
+    numbers = [int(p.name[4:]) for p in index.glob("gen-*") if p.name[4:].isdigit()]
+    return f"gen-{max(numbers, default=0) + 1:06d}"
+
+
+@dataclass
+class StoredIndex:
+    """A loaded generation: manifest checked, vectors and passages opened lazily."""
+
+    index: Path
+    generation: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, index: Path, *, verify: bool | None = None) -> StoredIndex:
+        """Open the live generation and check its manifest and file checksums.
+
+        ``verify`` forces (True) or skips (False) the full sha256 of each file; by
+        default files are hashed when the generation is small, sized otherwise.
+        """
+        generation = live_generation(index)
+        path = generation / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IndexFormatError(f"{path}: missing; {rebuild_hint(index)}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexFormatError(f"{path}: corrupt manifest ({exc}); {rebuild_hint(index)}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IndexFormatError(f"{path}: not a semindex manifest; {rebuild_hint(index)}")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path}: index format version {manifest.get('format_version')} but this semindex reads "
+                f"version {FORMAT_VERSION}; {rebuild_hint(index)}"
+            )
+        stored = cls(index=index, generation=generation, manifest=manifest)
+        stored.check_files(verify=verify)
+        return stored
+
+    def check_files(self, *, verify: bool | None) -> None:
+        expected: dict[str, dict[str, Any]] = self.manifest.get("checksums", {})
+        total = sum(entry["size"] for entry in expected.values())
+        full = verify if verify is not None else total <= FULL_CHECKSUM_LIMIT
+        for name, entry in expected.items():
+            path = self.generation / name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise IndexFormatError(f"{path}: missing; {rebuild_hint(self.index)}") from None
+            if size != entry["size"]:
+                raise IndexFormatError(
+                    f"{path}: corrupt (size {size} bytes, manifest says {entry['size']}); {rebuild_hint(self.index)}"
+                )
+            if full and sha256_file(path) != entry["sha256"]:
+                raise IndexFormatError(f"{path}: corrupt (checksum differs from the manifest); {rebuild_hint(self.index)}")
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest["model"]["dimension"])
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["counts"]["passages"])
+
+    @cached_property
+    def vectors(self):
+        """The FAISS index, memory-mapped where FAISS allows it."""
+        import faiss
+
+        path = self.generation / VECTORS
+        try:
+            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError:
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise IndexFormatError(f"{path}: corrupt FAISS index ({str(exc).splitlines()[0]}); {rebuild_hint(self.index)}") from None
+        if index.ntotal != self.count:
+            raise IndexFormatError(
+                f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
+            )
+        if index.d != self.dimension:
+            raise IndexFormatError(
+                f"{path}: vectors have {index.d} dimensions but the manifest says {self.dimension}; {rebuild_hint(self.index)}"
+            )
+        return index
+
+    @cached_property
+    def offsets(self):
+        import numpy as np
+
+        path = self.generation / OFFSETS
+        try:
+            offsets = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+        if len(offsets) != self.count + 1:
+            raise IndexFormatError(
+                f"{path}: {len(offsets) - 1} passages but the manifest counts {self.count}; {rebuild_hint(self.index)}"
+            )
+        return offsets
+
+    def passage(self, number: int) -> dict[str, Any]:
+        """Passage ``number`` (its vector id), read by seeking into passages.jsonl."""
+        start, end = int(self.offsets[number]), int(self.offsets[number + 1])
+        with (self.generation / PASSAGES).open("rb") as handle:
+            handle.seek(start)
+            line = handle.read(end - start)
+        try:
+            return json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IndexFormatError(
+                f"{self.generation / PASSAGES}: corrupt at passage {number}; {rebuild_hint(self.index)}"
+            ) from None
+
+    def passages(self) -> list[dict[str, Any]]:
+        """All passages in vector order (for evaluation and checks, not the query path)."""
+        with (self.generation / PASSAGES).open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle]
+
+    @cached_property
+    def articles(self) -> dict[str, dict[str, Any]]:
+        path = self.generation / ARTICLES
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError) as exc:
+            raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None

@@ -1,0 +1,74 @@
+"""Query-time embedder that runs an ONNX export with onnxruntime, never importing torch.
+
+The folder comes from :func:`indexer.onnx_export.export_onnx`; its graph already pools and
+normalises, so embedding a text is: tokenize, run one session, return the rows. Importing this
+module is cheap; numpy, tokenizers and onnxruntime load on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from indexer.onnx_export import CONFIG_FILE
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime
+    import tokenizers
+
+
+class OnnxEmbedder:
+    """Embeds text into L2-normalised float32 rows, like ``Embedder.encode``, without torch."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
+
+    @property
+    def dimension(self) -> int:
+        return int(self.config["dimension"])
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.config["max_seq_length"])
+
+    @cached_property
+    def tokenizer(self) -> tokenizers.Tokenizer:
+        """The exported tokenizer; it truncates to ``max_seq_length`` and pads each batch."""
+        import tokenizers
+
+        return tokenizers.Tokenizer.from_file(str(self.folder / self.config["tokenizer_file"]))
+
+    @cached_property
+    def session(self) -> onnxruntime.InferenceSession:
+        """A CPU session using every core for each operator."""
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        return onnxruntime.InferenceSession(
+            str(self.folder / self.config["onnx_file"]),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+
+    def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        """Embed ``texts``; rows are unit length so inner product equals cosine."""
+        import numpy as np
+
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        # Batching texts of similar length keeps padding, and so wasted work, small.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
+            feeds = {
+                name: np.array([getattr(e, attribute) for e in encodings], dtype=np.int64)
+                for name, attribute in self.config["inputs"].items()
+            }
+            vectors[rows] = self.session.run([self.config["output"]], feeds)[0]
+        return vectors

@@ -1,0 +1,53 @@
+"""Combine rankings from dense and keyword retrieval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+RRF_K = 60
+"""Reciprocal rank fusion constant from Cormack, Clarke & Büttcher, "Reciprocal Rank Fusion
+outperforms Condorcet and Individual Rank Learning Methods" (SIGIR 2009), where k = 60 was
+fixed across all their runs; pyserini's fusion uses the same default. Larger k flattens the
+difference between ranks; smaller k lets the top of each list dominate."""
+
+Run = Sequence[tuple[int, float]]
+
+
+def reciprocal_rank_fusion(runs: Sequence[Run], *, k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """score(d) = sum_i w_i / (k + rank_i(d)), rank starting at 1; documents missing from a run
+    get nothing from it. Ignores score scales entirely, which is robust but throws away how
+    far ahead a clear winner is."""
+    weights = weights or [1.0] * len(runs)
+    fused: dict[int, float] = {}
+    for run, weight in zip(runs, weights):
+        for rank, (doc, _) in enumerate(run, start=1):
+            fused[doc] = fused.get(doc, 0.0) + weight / (k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[int, float]]:
+    """score(d) = sum_i w_i * z_i(d), with each run's scores standardised over its own
+    candidates and a document missing from a run given that run's minimum z.
+
+    Keeps the margin information RRF drops (a passage far above the rest stays there),
+    at the price of needing a weight tuned on data. With one candidate (or equal scores)
+    a run contributes zero.
+    """
+    standardised: list[dict[int, float]] = []
+    for run in runs:
+        if not run:
+            standardised.append({})
+            continue
+        values = [score for _, score in run]
+        mean = sum(values) / len(values)
+        spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        standardised.append({doc: (score - mean) / spread if spread > 0 else 0.0 for doc, score in run})
+    docs = {doc for run in standardised for doc in run}
+    fused = {}
+    for doc in docs:
+        total = 0.0
+        for z, weight in zip(standardised, weights):
+            if z:
+                total += weight * z.get(doc, min(z.values()))
+        fused[doc] = total
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))

@@ -1,0 +1,104 @@
+"""What search and ask return: hits with citations built from stored fields only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a passage came from: the article it belongs to and its exact span in a file.
+
+    ``lines`` is [first, last] (1-based, inclusive); ``chars`` is [start, end) into the
+    file's text, so ``text[start:end]`` is the passage.
+    """
+
+    file: str
+    title: str | None
+    publisher: str | None
+    url: str | None
+    published: str | None
+    lines: tuple[int, int]
+    chars: tuple[int, int]
+    kind: str = "body"
+    listed_by: str | None = None
+
+    @classmethod
+    def from_stored(cls, source: dict[str, Any], article: dict[str, Any]) -> Citation:
+        return cls(
+            file=source["file"],
+            title=article.get("title"),
+            publisher=article.get("publisher"),
+            url=article.get("url"),
+            published=article.get("published"),
+            lines=(source["lines"][0], source["lines"][1]),
+            chars=(source["chars"][0], source["chars"][1]),
+            kind=source.get("kind", "body"),
+            listed_by=source.get("listed_by"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "title": self.title,
+            "publisher": self.publisher,
+            "url": self.url,
+            "published": self.published,
+            "lines": list(self.lines),
+            "chars": list(self.chars),
+            "kind": self.kind,
+            "listed_by": self.listed_by,
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked passage. ``also_in`` lists other places the same text appears."""
+
+    rank: int
+    score: float
+    text: str
+    citation: Citation
+    passage_id: int
+    article: str
+    also_in: tuple[Citation, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": round(float(self.score), 6),
+            "text": self.text,
+            "citation": self.citation.to_dict(),
+            "passage_id": self.passage_id,
+            "article": self.article,
+            "also_in": [c.to_dict() for c in self.also_in],
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A short answer (a sentence or span of the best passage) or None, with its evidence."""
+
+    question: str
+    answer: str | None
+    confident: bool
+    confidence: float
+    citations: list[Citation]
+    hits: list[Hit]
+    answer_chars: tuple[int, int] | None = None
+    answer_hit: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "confident": self.confident,
+            "confidence": round(float(self.confidence), 4),
+            "answer_chars": list(self.answer_chars) if self.answer_chars else None,
+            "answer_hit": self.answer_hit,
+            "citations": [c.to_dict() for c in self.citations],
+            "hits": [h.to_dict() for h in self.hits],
+            "warnings": self.warnings,
+        }

@@ -1,0 +1,111 @@
+"""Load an index once and rank its passages for a question."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from indexer.embedder import Embedder, resolve_model
+from indexer.errors import IndexFormatError
+from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
+from indexer.store import StoredIndex, rebuild_hint
+from query.fusion import reciprocal_rank_fusion, zscore_fusion
+from query.results import Citation, Hit
+
+MODES = ("hybrid", "dense", "keyword")
+DEFAULT_MODE = "hybrid"
+CANDIDATES = 100
+"""How many passages each retriever hands to fusion: deeper finds more of what only one
+retriever ranks well, at a cost linear in the depth."""
+DENSE_WEIGHT = 0.7
+"""Weight of the dense run in z-score fusion (keyword gets 1 - this); see bench/quality.py."""
+
+_OPEN: dict[tuple[str, str], Searcher] = {}
+
+
+def default_index() -> Path:
+    """``$SEMINDEX_INDEX``, else ``./index`` if it exists, else the repository's ``index/``."""
+    if env := os.environ.get("SEMINDEX_INDEX"):
+        return Path(env)
+    local = Path("index")
+    if (local / "CURRENT").exists():
+        return local
+    return Path(__file__).resolve().parent.parent / "index"
+
+
+def open_searcher(index: Path | str | None = None, *, model: str | None = None) -> Searcher:
+    """A Searcher for ``index``, reused across calls while its live generation is unchanged."""
+    path = Path(index) if index is not None else default_index()
+    stored = StoredIndex.open(path)
+    key = (str(stored.generation.resolve()), model or "")
+    if key not in _OPEN:
+        _OPEN[key] = Searcher(stored, model=model)
+    return _OPEN[key]
+
+
+class Searcher:
+    """Dense search over one index generation, with the model the index was built with."""
+
+    def __init__(self, stored: StoredIndex, *, model: str | None = None) -> None:
+        self.stored = stored
+        recorded = stored.manifest["model"]
+        if model is not None and resolve_model(model).id != recorded["id"]:
+            raise IndexFormatError(
+                f"{stored.index}: built with model {recorded['id']!r}, not {resolve_model(model).id!r}; "
+                f"{rebuild_hint(stored.index)} --model {model}"
+            )
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The index's own model, refused if its weights differ from those it was built with."""
+        recorded = self.stored.manifest["model"]
+        embedder = Embedder(model=recorded["id"])
+        if embedder.fingerprint != recorded["fingerprint"]:
+            raise IndexFormatError(
+                f"{self.stored.index}: built with other weights for {recorded['id']!r} "
+                f"({recorded['fingerprint'][:19]}…, installed {embedder.fingerprint[:19]}…); {rebuild_hint(self.stored.index)}"
+            )
+        return embedder
+
+    def embed(self, texts: list[str]):
+        return self.embedder.encode(texts)
+
+    def dense(self, question_vector, *, k: int) -> list[tuple[int, float]]:
+        """The ``k`` nearest passages to a question vector as (passage id, cosine)."""
+        k = min(k, self.stored.count)
+        if k <= 0:
+            return []
+        scores, ids = self.stored.vectors.search(question_vector.reshape(1, -1), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    @cached_property
+    def keyword(self) -> KeywordIndex:
+        settings = KeywordSettings.from_dict(self.stored.manifest["keyword"])
+        return KeywordIndex(self.stored.generation / KEYWORD_DIR, settings)
+
+    def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = CANDIDATES) -> list[tuple[int, float]]:
+        """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode == "keyword":
+            return self.keyword.search(question, k=k)
+        dense = self.dense(self.embed([question])[0], k=max(k, depth) if mode == "hybrid" else k)
+        if mode == "dense":
+            return dense
+        keyword = self.keyword.search(question, k=max(k, depth))
+        return zscore_fusion([dense, keyword], weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT])[:k]
+
+    def hit(self, rank: int, passage_id: int, score: float) -> Hit:
+        passage = self.stored.passage(passage_id)
+        article = self.stored.articles.get(passage["article"], {})
+        citations = [Citation.from_stored(source, article) for source in passage["sources"]]
+        return Hit(
+            rank=rank, score=score, text=passage["text"], citation=citations[0], passage_id=passage_id,
+            article=passage["article"], also_in=tuple(citations[1:]),
+        )
+
+    def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
+        """The ``k`` best passages for ``question``, best first."""
+        ranked = self.rank(question, k=k, mode=mode)
+        return [self.hit(rank, pid, score) for rank, (pid, score) in enumerate(ranked, start=1)]
