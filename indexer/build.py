@@ -21,6 +21,7 @@ from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.documents import Article, ParsedFile, Segment, parse_file
 from indexer.embedder import Embedder
 from indexer.errors import CorpusError, InputError, SemindexError
+from indexer.onnx_export import ensure_export
 from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -184,6 +185,10 @@ def build_index(
             raise
         store.publish_generation(index, generation)
         remove_stale_generations(index, keep={generation.name})
+    if embedder.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX"):
+        # Queries embed with this export, without torch; made once per machine and model.
+        ensure_export(model_path=embedder.ref.local_path, fingerprint=embedder.fingerprint,
+                      max_seq_length=embedder.max_seq_length)
     return BuildReport(
         index=index, generation=generation.name, files=len(parsed), passages=len(passages),
         articles=len(kept_articles), skipped=skipped, links=links,

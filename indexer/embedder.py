@@ -88,7 +88,9 @@ class Embedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()
         try:
             return SentenceTransformer(self.ref.source, device=self.device)
         except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one line

@@ -14,6 +14,8 @@ would also need ``onnxscript``. None of them is needed at query time.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -154,3 +156,34 @@ def export_onnx(*, model_path: Path, out_dir: Path, max_seq_length: int) -> dict
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return config
+
+
+def cache_root() -> Path:
+    """Where derived model files live: ``$SEMINDEX_CACHE`` or ``~/.cache/semindex``."""
+    return Path(os.environ.get("SEMINDEX_CACHE") or Path.home() / ".cache" / "semindex")
+
+
+def export_folder(fingerprint: str) -> Path:
+    """The cache folder of the ONNX export of the weights with this fingerprint."""
+    return cache_root() / "onnx" / fingerprint.replace(":", "-")
+
+
+def ensure_export(*, model_path: Path, fingerprint: str, max_seq_length: int) -> Path:
+    """The ONNX export of these weights, made once per machine (written aside, then renamed)."""
+    folder = export_folder(fingerprint)
+    if (folder / CONFIG_FILE).is_file():
+        return folder
+    scratch = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        config = export_onnx(model_path=model_path, out_dir=scratch, max_seq_length=max_seq_length)
+        if config.get("fingerprint") != fingerprint:
+            raise ModelError(f"{model_path}: weights changed during the ONNX export")
+        try:
+            os.rename(scratch, folder)
+        except OSError:
+            if not (folder / CONFIG_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder

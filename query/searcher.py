@@ -68,8 +68,28 @@ class Searcher:
             )
         return embedder
 
+    @cached_property
+    def query_embedder(self):
+        """The ONNX export of the index's model when this machine has it (no torch import),
+        else the sentence-transformers model, exporting it for the next process."""
+        from indexer.onnx_export import CONFIG_FILE, ensure_export, export_folder
+        from query.fast_embedder import OnnxEmbedder
+
+        recorded = self.stored.manifest["model"]
+        folder = export_folder(recorded["fingerprint"])
+        if not (folder / CONFIG_FILE).is_file():
+            embedder = self.embedder
+            if embedder.ref.local_path is None or os.environ.get("SEMINDEX_NO_ONNX"):
+                return embedder
+            folder = ensure_export(
+                model_path=embedder.ref.local_path, fingerprint=recorded["fingerprint"],
+                max_seq_length=recorded["max_seq_length"],
+            )
+        return OnnxEmbedder(folder)
+
     def embed(self, texts: list[str]):
-        return self.embedder.encode(texts)
+        """Unit vectors for ``texts`` from the index's own model."""
+        return self.query_embedder.encode(texts)
 
     def dense(self, question_vector, *, k: int) -> list[tuple[int, float]]:
         """The ``k`` nearest passages to a question vector as (passage id, cosine)."""

@@ -1,0 +1,222 @@
+"""The ``semindex`` command line: build, search, ask, info, eval.
+
+Everything heavy is imported inside the command that needs it, so ``semindex --help``
+stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Local semantic search and question answering over a folder of articles, with citations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+IndexOption = Annotated[
+    Optional[Path], typer.Option("--index", help="Index folder (default: $SEMINDEX_INDEX, ./index, or the bundled index).")
+]
+ModeOption = Annotated[str, typer.Option("--mode", help="hybrid (default), dense or keyword.", callback=lambda v: _check_mode(v))]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def _check_mode(mode: str) -> str:
+    from query.searcher import MODES
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"{mode!r} is not one of {', '.join(MODES)}", param_hint="--mode")
+    return mode
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _warn(message: str) -> None:
+    _console(stderr=True).print(f"[yellow]warning:[/] {message}", markup=True)
+
+
+@app.command()
+def build(
+    corpus: Annotated[Path, typer.Argument(help="Folder of .txt/.md articles.")] = Path("corpus"),
+    index: Annotated[Path, typer.Option("--index", help="Index folder to create or replace.")] = Path("index"),
+    model: Annotated[Optional[str], typer.Option("--model", help="sentence-transformers model name or folder.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Passage size in model tokens.")] = None,
+    faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
+) -> None:
+    """Index CORPUS into INDEX (a new generation, switched in atomically)."""
+    from indexer.build import build_index
+    from indexer.chunking import ChunkSettings
+
+    settings = ChunkSettings(max_tokens=max_tokens) if max_tokens else None
+    if check:
+        import tempfile
+
+        from indexer.compare import compare_indexes
+
+        with tempfile.TemporaryDirectory(prefix="semindex-check-") as scratch:
+            fresh = Path(scratch) / "index"
+            build_index(corpus=corpus, index=fresh, model=model, settings=settings, factory=faiss_factory, warn=_warn)
+            problems = compare_indexes(expected=fresh, actual=index)
+        if problems:
+            for problem in problems:
+                print(f"{index}: stale: {problem}", file=sys.stderr)
+            print(f"rebuild it with: semindex build {corpus} --index {index}", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"{index}: up to date with {corpus}")
+        return
+    report = build_index(
+        corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True
+    )
+    console = _console()
+    console.print(
+        f"Indexed [bold]{report.passages}[/] passages from {report.files} files ({report.articles} articles) "
+        f"into {report.index}/{report.generation} in {report.seconds:.1f}s"
+    )
+    for link in report.links:
+        console.print(f"  linked {link['file']} → {link['article']} (score {link['score']:.2f})")
+    if report.chrome_blocks:
+        console.print(f"  left out {report.chrome_blocks} blocks of site chrome (see: semindex info)")
+    if report.skipped:
+        console.print(f"  skipped {len(report.skipped)} files (warnings above)")
+
+
+@app.command()
+def search(
+    question: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many passages.")] = 5,
+    index: IndexOption = None,
+    mode: ModeOption = "hybrid",
+    as_json: JsonOption = False,
+) -> None:
+    """Ranked passages for QUESTION, each with its citation."""
+    from query import search as run_search
+
+    hits = run_search(question, k=k, index=index, mode=mode)
+    if as_json:
+        print(json.dumps({"query": question, "mode": mode, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
+        return
+    _print_hits(hits)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="A question about the corpus.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many passages to show.")] = 5,
+    index: IndexOption = None,
+    mode: ModeOption = "hybrid",
+    as_json: JsonOption = False,
+) -> None:
+    """A short answer with its citation (or none), and the passages behind it."""
+    from query import ask as run_ask
+
+    answer = run_ask(question, index=index, k=k, mode=mode)
+    if as_json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return
+    console = _console()
+    if answer.answer is None:
+        console.print(f"[bold]No confident answer[/] in the corpus (confidence {answer.confidence:.2f}); nearest passages:")
+    else:
+        from rich.text import Text
+
+        hit = answer.hits[answer.answer_hit - 1]
+        start = answer.answer_chars[0] - hit.citation.chars[0]
+        end = answer.answer_chars[1] - hit.citation.chars[0]
+        console.print(Text.assemble(("Answer: ", "bold"), (answer.answer, "bold green")))
+        console.print(Text.assemble(hit.text[:start], (hit.text[start:end], "bold reverse green"), hit.text[end:]))
+        console.print(f"  — {_cite(hit.citation)}  (confidence {answer.confidence:.2f})")
+        console.print()
+    _print_hits(answer.hits)
+
+
+def _cite(citation) -> str:
+    parts = [citation.title or citation.file, citation.publisher, citation.published, citation.url]
+    where = f"{citation.file}:{citation.lines[0]}-{citation.lines[1]}"
+    return ", ".join(p for p in parts if p) + f" [{where}]"
+
+
+def _print_hits(hits) -> None:
+    from rich.table import Table
+
+    table = Table(show_lines=True, expand=True)
+    table.add_column("#", justify="right", width=2)
+    table.add_column("score", justify="right", width=6)
+    table.add_column("passage", ratio=3)
+    table.add_column("citation", ratio=2)
+    for hit in hits:
+        c = hit.citation
+        cite = "\n".join(
+            p for p in (
+                c.title, ", ".join(x for x in (c.publisher, c.published) if x), c.url,
+                f"{c.file} lines {c.lines[0]}-{c.lines[1]}",
+            ) if p
+        )
+        text = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", text, cite)
+    _console().print(table)
+
+
+@app.command()
+def info(
+    index: IndexOption = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Checksum every index file.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The index's manifest: model, counts, files, linked bodies, skipped chrome."""
+    from indexer.store import StoredIndex
+    from query.searcher import default_index
+
+    stored = StoredIndex.open(index or default_index(), verify=verify or None)
+    manifest = stored.manifest
+    if as_json:
+        print(json.dumps(manifest, ensure_ascii=False, indent=2))
+        return
+    from rich.table import Table
+
+    console = _console()
+    model = manifest["model"]
+    console.print(f"[bold]{stored.generation}[/] (format {manifest['format_version']}, built {manifest['built_at']})")
+    console.print(f"model {model['id']} ({model['dimension']} dims, {model['fingerprint'][:19]}…), "
+                  f"FAISS {manifest['faiss']['factory']}, chunking {manifest['chunking']}")
+    console.print("counts: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()))
+    files = Table("file", "passages", "sha256", title="files")
+    for name, entry in manifest["files"].items():
+        files.add_row(name, str(entry["passages"]), entry["sha256"][:12])
+    console.print(files)
+    for link in manifest["links"]:
+        console.print(f"linked body {link['file']} → {link['article']} (score {link['score']}, runner-up {link['runner_up']})")
+    if manifest["chrome"]:
+        chrome = Table("file", "lines", "kind", "text", title="left out as site chrome")
+        for block in manifest["chrome"]:
+            chrome.add_row(block["file"], f"{block['lines'][0]}-{block['lines'][1]}", block["kind"], block["text"])
+        console.print(chrome)
+    for problem in manifest["skipped"]:
+        console.print(f"skipped: {problem}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning known errors into one line and exit code 2."""
+    from indexer.errors import SemindexError
+
+    try:
+        app()
+    except SemindexError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
