@@ -19,8 +19,11 @@ from query.results import Answer, Hit
 ANSWER_PASSAGES = 3
 """Sentences are drawn from this many top passages: more gives the sentence scorer more to
 choose from, and more chances to prefer a sentence of a lower-ranked passage wrongly."""
-RANK_PENALTY = 0.02
+RANK_PENALTY = 0.05
 """Subtracted from a sentence's cosine per rank of its passage, so retrieval order breaks near-ties."""
+METADATA_KINDS = frozenset({"title", "publisher", "meta"})
+"""Passages that are one fact about an article: answered whole, judged by their embedded
+rendering (e.g. "Government Technology published “…” on 2023-05-12.")."""
 CONFIDENCE_THRESHOLD = 0.45
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
 _WORD = re.compile(r"[a-z0-9]+")
@@ -50,21 +53,23 @@ def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:
 def best_sentence(question: str, hits: list[Hit], embed) -> tuple[Hit, int, int, float] | None:
     """(hit, start, end, cosine) of the sentence of the top hits that best answers
     ``question`` by meaning and wording; ``start``/``end`` index into the hit's text."""
-    candidates = [
-        (hit, start, end)
-        for hit in hits[:ANSWER_PASSAGES]
-        for start, end in (sentence_spans(hit.text) or [(0, len(hit.text))])
-    ]
+    candidates = []
+    for hit in hits[:ANSWER_PASSAGES]:
+        if hit.citation.kind in METADATA_KINDS:
+            candidates.append((hit, 0, len(hit.text), hit.embedded or hit.text))
+        else:
+            spans = sentence_spans(hit.text) or [(0, len(hit.text))]
+            candidates.extend((hit, start, end, hit.text[start:end]) for start, end in spans)
     if not candidates:
         return None
-    vectors = embed([question] + [hit.text[start:end] for hit, start, end in candidates])
+    vectors = embed([question] + [evidence for *_, evidence in candidates])
     cosines = vectors[1:] @ vectors[0]
     scored = [
         (
-            confidence_score(float(cosine), coverage(question, hit.text[start:end])) - RANK_PENALTY * (hit.rank - 1),
+            confidence_score(float(cosine), coverage(question, evidence)) - RANK_PENALTY * (hit.rank - 1),
             hit, start, end, float(cosine),
         )
-        for cosine, (hit, start, end) in zip(cosines, candidates)
+        for cosine, (hit, start, end, evidence) in zip(cosines, candidates)
     ]
     _, hit, start, end, cosine = max(scored, key=lambda item: item[0])
     return hit, start, end, cosine
@@ -76,7 +81,7 @@ def answer_from_hits(question: str, hits: list[Hit], embed) -> Answer:
     if chosen is None:
         return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits)
     hit, start, end, cosine = chosen
-    confidence = confidence_score(cosine, coverage(question, hit.text))
+    confidence = confidence_score(cosine, coverage(question, hit.embedded or hit.text))
     confident = confidence >= CONFIDENCE_THRESHOLD
     base = hit.citation.chars[0]
     return Answer(

@@ -63,6 +63,8 @@ class Hit:
     passage_id: int
     article: str
     also_in: tuple[Citation, ...] = ()
+    embedded: str | None = None
+    """What was embedded when it differs from ``text`` (a byline rendered as a sentence)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -122,7 +122,7 @@ class Searcher:
         citations = [Citation.from_stored(source, article) for source in passage["sources"]]
         return Hit(
             rank=rank, score=score, text=passage["text"], citation=citations[0], passage_id=passage_id,
-            article=passage["article"], also_in=tuple(citations[1:]),
+            article=passage["article"], also_in=tuple(citations[1:]), embedded=passage.get("embedded"),
         )
 
     def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
