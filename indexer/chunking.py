@@ -26,7 +26,7 @@ _ABBREVIATIONS = frozenset(
 class ChunkSettings:
     """How text is cut into passages; recorded in the manifest."""
 
-    max_tokens: int = 128
+    max_tokens: int = 64
     overlap: int = 1
     title_context: bool = False
 

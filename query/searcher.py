@@ -18,7 +18,7 @@ DEFAULT_MODE = "hybrid"
 CANDIDATES = 100
 """How many passages each retriever hands to fusion: deeper finds more of what only one
 retriever ranks well, at a cost linear in the depth."""
-DENSE_WEIGHT = 0.7
+DENSE_WEIGHT = 0.6
 """Weight of the dense run in z-score fusion (keyword gets 1 - this); see bench/quality.py."""
 
 _OPEN: dict[tuple[str, str], Searcher] = {}

@@ -1,0 +1,57 @@
+"""The importable API: query.search() / query.ask() and their result objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import query
+from query import ask, search
+
+INDEX = Path(__file__).resolve().parent.parent / "index"
+CITATION_KEYS = {"file", "title", "publisher", "url", "published", "lines", "chars"}
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_each_mode_ranks_the_answer_first(mode):
+    hits = search("What public data set did EleutherAI put together?", k=5, index=INDEX, mode=mode)
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    assert "the Pile" in hits[0].text
+
+
+def test_search_respects_k_and_returns_citations():
+    hits = search("open-source AI", k=3, index=INDEX)
+    assert len(hits) == 3
+    for hit in hits:
+        data = hit.to_dict()
+        assert {"rank", "score", "text", "citation"} <= data.keys()
+        assert CITATION_KEYS <= data["citation"].keys()
+        assert len(data["citation"]["lines"]) == 2 and len(data["citation"]["chars"]) == 2
+
+
+def test_related_entry_is_cited_to_its_own_article():
+    hits = search("Which outlet reported that a leaked memo signals Big Tech worries?", k=3, index=INDEX)
+    top = hits[0]
+    assert "signals Big Tech worries" in top.text
+    assert top.citation.publisher == "VentureBeat"
+    assert top.citation.url.startswith("https://venturebeat.com/")
+    assert top.citation.listed_by == "001_b1e94322d9932e65.txt"
+
+
+def test_ask_to_dict_has_the_contract_keys():
+    data = ask("Which data set did EleutherAI put together?", index=INDEX).to_dict()
+    assert {"question", "answer", "confident", "citations", "hits"} <= data.keys()
+    assert "the Pile" in data["answer"]
+    assert data["confident"] is True
+    assert CITATION_KEYS <= data["citations"][0].keys()
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown mode"):
+        search("anything", index=INDEX, mode="magic")
+
+
+def test_result_types_are_exported():
+    assert query.Hit.__name__ == "Hit" and query.Answer.__name__ == "Answer" and query.Citation.__name__ == "Citation"

@@ -1,0 +1,72 @@
+"""The semindex command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+INDEX = Path(__file__).resolve().parent.parent / "index"
+
+
+def semindex(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "query.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "sys.argv = ['semindex', '--help']\n"
+        "from query.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'faiss') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "search" in result.stdout and "ask" in result.stdout
+
+
+def test_search_json_has_the_contract_keys():
+    result = semindex("search", "Who is the executive director of EleutherAI?", "-k", "3", "--index", str(INDEX), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["query"] == "Who is the executive director of EleutherAI?"
+    assert len(data["hits"]) == 3
+    for hit in data["hits"]:
+        assert {"rank", "score", "text", "citation"} <= hit.keys()
+        assert {"file", "title", "publisher", "url", "published", "lines", "chars"} <= hit["citation"].keys()
+    assert "Stella Biderman" in data["hits"][0]["text"]
+
+
+def test_ask_json_abstains_on_an_unanswerable_question():
+    result = semindex("ask", "Who won the 2022 FIFA World Cup?", "--index", str(INDEX), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"question", "answer", "confident", "citations", "hits"} <= data.keys()
+    assert data["answer"] is None and data["confident"] is False
+    assert data["hits"]
+
+
+def test_ask_prints_answer_and_citation():
+    result = semindex("ask", "Who is the executive director of EleutherAI?", "--index", str(INDEX))
+    assert result.returncode == 0, result.stderr
+    assert "Stella Biderman" in result.stdout
+    assert "MIT Technology Review" in result.stdout
+    assert "002_d47237756c0cdcf3.txt" in result.stdout
+
+
+def test_info_reports_links_and_chrome():
+    result = semindex("info", "--index", str(INDEX), "--json")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest["counts"]["linked_bodies"] == 1
+    assert manifest["links"][0]["file"] == "002_d47237756c0cdcf3.txt"
+    assert any(block["kind"] == "tail" for block in manifest["chrome"])
+
+
+def test_bad_mode_is_a_usage_error():
+    result = semindex("search", "x", "--index", str(INDEX), "--mode", "magic")
+    assert result.returncode == 2
+    assert "magic" in result.stderr
