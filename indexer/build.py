@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 import fcntl
 import os
 import platform
@@ -120,6 +121,21 @@ class LineIndex:
         return [bisect.bisect_right(self.starts, start), bisect.bisect_right(self.starts, max(start, end - 1))]
 
 
+def parse_corpus(corpus: Path, *, warn: Warn) -> tuple[list[ParsedFile], list[str]]:
+    """Parse every text file of ``corpus``; bad files are warned about and listed as skipped."""
+    parsed: list[ParsedFile] = []
+    skipped: list[str] = []
+    for path, name in discover(corpus, warn=warn):
+        try:
+            parsed.append(parse_file(path, name))
+        except InputError as error:
+            warn(f"{error} (skipped)")
+            skipped.append(str(error))
+    if not parsed:
+        raise CorpusError(f"{corpus}: no indexable .txt or .md files")
+    return parsed, skipped
+
+
 def build_index(
     *,
     corpus: Path,
@@ -137,21 +153,31 @@ def build_index(
     Bad files are skipped with a warning; if nothing can be indexed, CorpusError.
     The live generation is replaced only once the new one is complete on disk.
     """
+    parsed, skipped = parse_corpus(corpus, warn=warn)
+    return build_from_parsed(
+        parsed, index=index, model=model, settings=settings, factory=factory, keyword=keyword,
+        skipped=skipped, progress=progress, embedder=embedder,
+    )
+
+
+def build_from_parsed(
+    parsed: list[ParsedFile],
+    *,
+    index: Path,
+    model: str | None = None,
+    settings: ChunkSettings | None = None,
+    factory: str | None = None,
+    keyword: KeywordSettings | None = None,
+    skipped: list[str] | None = None,
+    progress: bool = False,
+    embedder: Embedder | None = None,
+) -> BuildReport:
+    """Passages, vectors and keyword index of already parsed files, written as a new generation."""
     began = time.perf_counter()
     settings = settings or ChunkSettings()
     keyword = keyword or KeywordSettings()
+    skipped = skipped or []
     embedder = embedder or Embedder(model=model)
-    files = discover(corpus, warn=warn)
-    parsed: list[ParsedFile] = []
-    skipped: list[str] = []
-    for path, name in files:
-        try:
-            parsed.append(parse_file(path, name))
-        except InputError as error:
-            warn(f"{error} (skipped)")
-            skipped.append(str(error))
-    if not parsed:
-        raise CorpusError(f"{corpus}: no indexable .txt or .md files")
     articles = merge_articles(parsed)
     links = link_bodies(parsed, articles, embedder)
     passages = make_passages(parsed, articles, embedder, settings)
@@ -412,10 +438,11 @@ def make_manifest(
         except PackageNotFoundError:
             return None
 
-    per_file: dict[str, Any] = {}
-    for file in parsed:
-        count = sum(1 for p in passages for s in p["sources"] if s["file"] == file.name)
-        per_file[file.name] = {"sha256": file.sha256, "size": len(file.text.encode("utf-8")), "passages": count}
+    counts = Counter(source["file"] for passage in passages for source in passage["sources"])
+    per_file = {
+        file.name: {"sha256": file.sha256, "size": len(file.text.encode("utf-8")), "passages": counts[file.name]}
+        for file in parsed
+    }
     return {
         "format": store.FORMAT,
         "format_version": store.FORMAT_VERSION,

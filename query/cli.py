@@ -38,7 +38,8 @@ def _check_mode(mode: str) -> str:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
 
 
 def _warn(message: str) -> None:
@@ -203,6 +204,43 @@ def info(
         console.print(chrome)
     for problem in manifest["skipped"]:
         console.print(f"skipped: {problem}")
+
+
+@app.command("eval")
+def evaluate(
+    target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],
+    index: IndexOption = None,
+    mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
+    split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "train",
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain accuracy and latency for TARGET."""
+    from query.evaluate import evaluate_beir, evaluate_gold
+
+    modes = [_check_mode(m) for m in mode]
+    if target.is_dir():
+        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json) for m in modes]
+    elif target.is_file():
+        reports = [evaluate_gold(target, index=index, mode=m) for m in modes]
+    else:
+        from indexer.errors import SemindexError
+
+        raise SemindexError(f"{target}: no such gold questions file or BEIR folder")
+    rows = [report.to_dict() for report in reports]
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{target}")
+    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "queries",
+               "latency_mean_ms", "latency_p95_ms"]
+    for column in columns:
+        table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    _console().print(table)
 
 
 def main() -> None:

@@ -391,8 +391,8 @@ def test_body_is_linked_to_the_same_day_record_it_overlaps(bodies: Built) -> Non
     assert (article["publisher"], article["published"], article["url"]) == ("Metro Gazette", "2024-02-20", TRAM_URL)
     assert article["details"].get("body_file") == "tram_body.txt"
     assert "body_file" not in bodies.articles[BAKERY_URL]["details"]
-    hit = query.search("When will construction of the airport tram line start?", index=bodies.index, k=1)[0]
-    assert hit.citation.file == "tram_body.txt"
+    hits = query.search("What did opponents of the tram plan warn about its cost?", index=bodies.index, k=5)
+    hit = next(h for h in hits if h.citation.file == "tram_body.txt")
     assert (hit.citation.url, hit.citation.publisher, hit.citation.published) == (TRAM_URL, "Metro Gazette", "2024-02-20")
 
 

@@ -1,0 +1,173 @@
+"""Measure retrieval on gold questions (YAML) or on a benchmark in BEIR layout."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import SemindexError
+from query import metrics
+
+METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3")
+BEIR_PASSAGE_DEPTH = 400
+"""Passages fetched per BEIR query: several passages share a document, so 100 distinct
+documents (for Recall@100) need a few hundred passages."""
+
+
+@dataclass
+class EvalReport:
+    """Averaged metrics of one target and mode, plus query latency."""
+
+    target: str
+    mode: str
+    scores: dict[str, float | None]
+    queries: int
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "mode": self.mode,
+            **self.scores,
+            "queries": self.queries,
+            "latency_mean_ms": round(metrics.mean(self.latencies_ms), 2) if self.latencies_ms else None,
+            "latency_p95_ms": round(metrics.percentile(self.latencies_ms, 95), 2) if self.latencies_ms else None,
+        }
+
+
+def _score_rankings(rankings: list[list[str]], qrels: list[dict[str, int]]) -> dict[str, float]:
+    per_query = [
+        {
+            "ndcg@10": metrics.ndcg_at_k(ranking, rels, k=10),
+            "recall@10": metrics.recall_at_k(ranking, rels, k=10),
+            "recall@100": metrics.recall_at_k(ranking, rels, k=100),
+            "mrr@10": metrics.mrr_at_k(ranking, rels, k=10),
+            "hit@1": metrics.hit_at_k(ranking, rels, k=1),
+            "hit@3": metrics.hit_at_k(ranking, rels, k=3),
+        }
+        for ranking, rels in zip(rankings, qrels)
+    ]
+    return metrics.summarize(per_query)
+
+
+def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid") -> EvalReport:
+    """Gold questions (format of shared/eval/questions.yaml) against an index.
+
+    A passage is relevant when one of its sources is in ``sources`` and its text contains
+    one of ``answers``; questions with no answers score ``abstain`` (share where ``ask``
+    gives no answer).
+    """
+    import yaml
+
+    from query.answer import answer_from_hits
+    from query.searcher import open_searcher
+
+    try:
+        questions = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SemindexError(f"{path}: cannot read gold questions ({exc})") from None
+    if not isinstance(questions, list) or not all(isinstance(q, dict) and "question" in q for q in questions):
+        raise SemindexError(f"{path}: expected a list of entries with 'question', 'answers' and 'sources'")
+    searcher = open_searcher(index)
+    searcher.rank("warm-up", k=1, mode=mode)
+    passages = searcher.stored.passages()
+    rankings, qrels, latencies, abstained, unanswerable = [], [], [], 0, 0
+    for question in questions:
+        answers = [a.lower() for a in question.get("answers") or []]
+        began = time.perf_counter()
+        ranked = searcher.rank(question["question"], k=100, mode=mode)
+        latencies.append((time.perf_counter() - began) * 1000)
+        if not answers:
+            unanswerable += 1
+            hits = [searcher.hit(rank, pid, score) for rank, (pid, score) in enumerate(ranked[:5], start=1)]
+            abstained += answer_from_hits(question["question"], hits, searcher.embed).answer is None
+            continue
+        sources = set(question.get("sources") or [])
+        relevant = {
+            str(p["id"]): 1
+            for p in passages
+            if any(a in p["text"].lower() for a in answers) and sources & {s["file"] for s in p["sources"]}
+        }
+        rankings.append([str(pid) for pid, _ in ranked])
+        qrels.append(relevant)
+    scores: dict[str, float | None] = _score_rankings(rankings, qrels) if rankings else dict.fromkeys(METRIC_KEYS)
+    scores["abstain"] = abstained / unanswerable if unanswerable else None
+    return EvalReport(target=str(path), mode=mode, scores=scores, queries=len(questions), latencies_ms=latencies)
+
+
+def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings) -> Path:
+    """Cache folder of a BEIR corpus's index, keyed by corpus hash, model and chunking."""
+    from query.beir import corpus_hash
+
+    key = hashlib.sha256(f"{corpus_hash(folder)}|{model}|{settings.to_dict()}".encode()).hexdigest()[:16]
+    return cache / "beir" / f"{re.sub(r'[^A-Za-z0-9_-]', '_', folder.name)}-{key}"
+
+
+def beir_documents(dataset) -> list:
+    """Each BEIR document as a parsed file: a title passage and body passages of one article."""
+    from indexer.documents import Article, ParsedFile, Segment
+
+    parsed = []
+    for doc_id, document in dataset.corpus.items():
+        title = document.title.strip()
+        text = f"{title}\n\n{document.text}" if title else document.text
+        key = f"beir:{doc_id}"
+        segments = []
+        if title:
+            segments.append(Segment(file=doc_id, start=0, end=len(title), kind="title", article=key))
+        body_start = len(text) - len(document.text)
+        if document.text.strip():
+            segments.append(Segment(file=doc_id, start=body_start, end=len(text), kind="body", article=key))
+        if not segments:
+            continue
+        parsed.append(ParsedFile(
+            name=doc_id, text=text, sha256=hashlib.sha256(text.encode()).hexdigest(),
+            articles={key: Article(key=key, title=title or None)}, segments=segments, chrome=[], has_metadata=True,
+        ))
+    return parsed
+
+
+def evaluate_beir(
+    folder: Path, *, split: str = "train", mode: str = "hybrid", model: str | None = None,
+    cache: Path | None = None, limit: int | None = None, progress: bool = False,
+) -> EvalReport:
+    """Index a BEIR corpus (once, cached) and score its queries; a document's score is its
+    best passage's."""
+    from indexer.build import build_from_parsed
+    from indexer.chunking import ChunkSettings
+    from indexer.onnx_export import cache_root
+    from indexer.store import POINTER
+    from query.beir import BeirFormatError, load_beir
+    from query.searcher import open_searcher
+
+    try:
+        dataset = load_beir(folder, split=split)
+    except BeirFormatError as exc:
+        raise SemindexError(str(exc)) from None
+    settings = ChunkSettings()
+    index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings)
+    if not (index / POINTER).is_file():
+        build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings, progress=progress)
+    searcher = open_searcher(index)
+    searcher.rank("warm-up", k=1, mode=mode)
+    query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)
+    rankings, qrels, latencies = [], [], []
+    articles: dict[int, str] = {}
+    for query_id in query_ids:
+        began = time.perf_counter()
+        ranked = searcher.rank(dataset.queries[query_id], k=BEIR_PASSAGE_DEPTH, mode=mode, depth=BEIR_PASSAGE_DEPTH)
+        latencies.append((time.perf_counter() - began) * 1000)
+        documents = []
+        for pid, _ in ranked:
+            if pid not in articles:
+                articles[pid] = searcher.stored.passage(pid)["article"].removeprefix("beir:")
+            documents.append(articles[pid])
+        rankings.append(metrics.dedupe_ranking(documents))
+        qrels.append(dataset.qrels[query_id])
+    scores: dict[str, float | None] = _score_rankings(rankings, qrels)
+    scores["abstain"] = None
+    return EvalReport(target=str(folder), mode=mode, scores=scores, queries=len(query_ids), latencies_ms=latencies)
