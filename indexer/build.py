@@ -213,7 +213,7 @@ def build_from_parsed(
         remove_stale_generations(index, keep={generation.name})
     if embedder.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX"):
         # Queries embed with this export, without torch; made once per machine and model.
-        ensure_export(model_path=embedder.ref.local_path, fingerprint=embedder.fingerprint,
+        ensure_export(model_id=embedder.ref.id, model_path=embedder.ref.local_path, fingerprint=embedder.fingerprint,
                       max_seq_length=embedder.max_seq_length)
     return BuildReport(
         index=index, generation=generation.name, files=len(parsed), passages=len(passages),

@@ -24,9 +24,9 @@ from datetime import datetime
 
 NAV_CUE = re.compile(
     r"^(explore|discover|read (more|next)|see (more|also)|more (from|on|in|stories)|related"
-    r"|recommended|trending|most (read|popular)|sign up|subscribe|newsletter|share( this)?"
+    r"|recommended|trending|most (read|popular)|sign up|subscribe|newsletter|share (this|on)"
     r"|advertisement|skip to|back to top|follow us|you (may|might) also like|list of contents"
-    r"|comments?)\b",
+    r"|\d+ comments|leave a comment)\b",
     re.IGNORECASE,
 )
 CREDIT = re.compile(
@@ -43,6 +43,9 @@ EDITION_DATE = re.compile(r"^from the (?P<date>.+?) edition$", re.IGNORECASE)
 KICKER = re.compile(r"^(?P<section>[A-Z][\w&’' ]{1,30}) \| (?P<rubric>.{1,80})$")
 
 MAX_NAV_WORDS = 12
+MIN_PROSE_WORDS = 40
+"""A paragraph this long, ending like a sentence, is article prose: teasers never are, so
+finding one after a navigation cue means the cue was a subheading, not navigation."""
 
 
 @dataclass
@@ -122,8 +125,23 @@ def parse_loose_date(text: str) -> str | None:
 
 def classify_blocks(blocks: list[Block]) -> list[Block]:
     """Label each block ``text``, ``meta``, ``nav``, ``image`` or ``tail`` (in place)."""
+    not_nav: set[int] = set()
+    while (false_cue := _classify(blocks, not_nav)) is not None:
+        not_nav.add(false_cue)
+    for before, after in zip(blocks, blocks[1:]):
+        if before.kind == "text" and after.kind == "meta" and CREDIT.match(after.text):
+            before.kind = "image"
+    return blocks
+
+
+def _is_prose(block: Block) -> bool:
+    return len(block.text.split()) >= MIN_PROSE_WORDS and _is_sentence_like(block.text)
+
+
+def _classify(blocks: list[Block], not_nav: set[int]) -> int | None:
+    """One labelling pass; returns the index of a cue that opened a tail holding prose."""
     body_started = False
-    in_tail = False
+    tail_opened_by: int | None = None
     for index, block in enumerate(blocks):
         single_line = "\n" not in block.text
         words = len(block.text.split())
@@ -132,15 +150,18 @@ def classify_blocks(blocks: list[Block]) -> list[Block]:
             block.kind, block.facts = "meta", {"section": kicker["section"], "rubric": kicker["rubric"]}
         elif facts is not None:
             block.kind, block.facts = "meta", facts
-        elif single_line and words <= MAX_NAV_WORDS and NAV_CUE.match(block.text) and not _is_sentence_like(block.text):
+        elif (
+            index not in not_nav and single_line and words <= MAX_NAV_WORDS
+            and NAV_CUE.match(block.text) and not _is_sentence_like(block.text)
+        ):
             block.kind = "nav"
-            in_tail = in_tail or body_started
-        elif in_tail:
+            if body_started and tail_opened_by is None:
+                tail_opened_by = index
+        elif tail_opened_by is not None:
+            if _is_prose(block):
+                return tail_opened_by
             block.kind = "tail"
         else:
             block.kind = "text"
             body_started = body_started or (words >= 25 and _is_sentence_like(block.text))
-    for before, after in zip(blocks, blocks[1:]):
-        if before.kind == "text" and after.kind == "meta" and CREDIT.match(after.text):
-            before.kind = "image"
-    return blocks
+    return None

@@ -123,7 +123,10 @@ def iso_date(value: Any) -> str | None:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and (match := re.match(r"\s*(\d{4}-\d{2}-\d{2})", value)):
-        return match.group(1)
+        try:
+            return date.fromisoformat(match.group(1)).isoformat()
+        except ValueError:
+            return None
     return None
 
 
@@ -165,6 +168,8 @@ def _parse_front_matter(
         where = f" at line {mark.line + 2}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(name, f"malformed front matter{where}: {problem}") from None
+    except (ValueError, TypeError) as exc:  # e.g. an impossible unquoted timestamp
+        raise InputError(name, f"malformed front matter: {exc}") from None
     if data is None:
         return
     if not isinstance(data, dict):
@@ -273,7 +278,7 @@ def _parse_body(parsed: ParsedFile, body_start: int) -> None:
     body = text[body_start:]
     if not body.strip():
         return
-    if match := LEADING_DATE.match(body):
+    if (match := LEADING_DATE.match(body)) and iso_date(match["date"]):
         parsed.body_date = match["date"]
         body_start += match.end()
         body = text[body_start:]

@@ -13,6 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexer.errors import SemindexError
+
 if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers import SentenceTransformer
@@ -23,7 +25,7 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-class ModelError(Exception):
+class ModelError(SemindexError):
     """The model cannot be found or loaded."""
 
 
@@ -91,10 +93,12 @@ class Embedder:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
         try:
             return SentenceTransformer(self.ref.source, device=self.device)
         except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one line
-            raise ModelError(f"cannot load model {self.ref.id!r}: {exc}") from exc
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"cannot load model {self.ref.id!r}: {reason}") from exc
 
     @property
     def dimension(self) -> int:

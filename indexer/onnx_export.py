@@ -163,14 +163,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("SEMINDEX_CACHE") or Path.home() / ".cache" / "semindex")
 
 
-def export_folder(fingerprint: str) -> Path:
-    """The cache folder of the ONNX export of the weights with this fingerprint."""
-    return cache_root() / "onnx" / fingerprint.replace(":", "-")
+def export_folder(model_id: str, fingerprint: str) -> Path:
+    """The cache folder of the ONNX export of this model id with these weights."""
+    import hashlib
+
+    return cache_root() / "onnx" / hashlib.sha256(f"{model_id}\n{fingerprint}".encode()).hexdigest()[:32]
 
 
-def ensure_export(*, model_path: Path, fingerprint: str, max_seq_length: int) -> Path:
+def ensure_export(*, model_id: str, model_path: Path, fingerprint: str, max_seq_length: int) -> Path:
     """The ONNX export of these weights, made once per machine (written aside, then renamed)."""
-    folder = export_folder(fingerprint)
+    folder = export_folder(model_id, fingerprint)
     if (folder / CONFIG_FILE).is_file():
         return folder
     scratch = folder.with_name(f".{folder.name}.{os.getpid()}")

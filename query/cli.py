@@ -43,7 +43,7 @@ def _console(stderr: bool = False):
 
 
 def _warn(message: str) -> None:
-    _console(stderr=True).print(f"[yellow]warning:[/] {message}", markup=True)
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 @app.command()
@@ -54,6 +54,7 @@ def build(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Passage size in model tokens.")] = None,
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Re-embed everything (builds are always full for now).")] = False,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index
@@ -250,7 +251,7 @@ def main() -> None:
     try:
         app()
     except SemindexError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -6,7 +6,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from indexer.embedder import Embedder, resolve_model
+from indexer.embedder import Embedder, ModelError, resolve_model
 from indexer.errors import IndexFormatError
 from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, rebuild_hint
@@ -61,6 +61,13 @@ class Searcher:
         """The index's own model, refused if its weights differ from those it was built with."""
         recorded = self.stored.manifest["model"]
         embedder = Embedder(model=recorded["id"])
+        try:
+            embedder.model
+        except ModelError as error:
+            raise IndexFormatError(
+                f"{self.stored.generation / 'manifest.json'}: built with model {recorded['id']!r}, "
+                f"which cannot be loaded here ({error}); {rebuild_hint(self.stored.index)}"
+            ) from None
         if embedder.fingerprint != recorded["fingerprint"]:
             raise IndexFormatError(
                 f"{self.stored.index}: built with other weights for {recorded['id']!r} "
@@ -76,13 +83,13 @@ class Searcher:
         from query.fast_embedder import OnnxEmbedder
 
         recorded = self.stored.manifest["model"]
-        folder = export_folder(recorded["fingerprint"])
+        folder = export_folder(recorded["id"], recorded["fingerprint"])
         if not (folder / CONFIG_FILE).is_file():
             embedder = self.embedder
             if embedder.ref.local_path is None or os.environ.get("SEMINDEX_NO_ONNX"):
                 return embedder
             folder = ensure_export(
-                model_path=embedder.ref.local_path, fingerprint=recorded["fingerprint"],
+                model_id=recorded["id"], model_path=embedder.ref.local_path, fingerprint=recorded["fingerprint"],
                 max_seq_length=recorded["max_seq_length"],
             )
         return OnnxEmbedder(folder)

@@ -492,6 +492,22 @@ def test_page_text_around_the_chrome_is_kept(bodies: Built) -> None:
     assert bodies.articles["file:page.txt"]["title"] == "Divers map a sunken forest off the coast"
 
 
+def test_subheading_that_starts_with_a_cue_word_does_not_end_the_article(write_corpus) -> None:
+    from indexer.documents import parse_file
+
+    corpus = write_corpus({"markets.txt": (
+        "Markets slump as chipmaker warns\n\n"
+        "Shares in the chipmaker fell sharply on Thursday after the company warned that demand from data "
+        "centres would weaken over the coming year, dragging the wider index down with it.\n\n"
+        "Share prices tumble\n\n"
+        "The sell-off spread to other technology firms, and the index closed two per cent lower, its worst "
+        "day since March.\n"
+    )})
+    parsed = parse_file(corpus / "markets.txt", "markets.txt")
+    kept = [parsed.text[s.start:s.end] for s in parsed.segments]
+    assert any(text.startswith("The sell-off spread to other technology firms") for text in kept), kept
+
+
 def test_ask_about_a_teaser_abstains(bundled_index: Path) -> None:
     answer = query.ask("Why should MPs vote for assisted dying?", index=bundled_index)
     assert answer.answer is None
