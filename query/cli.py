@@ -136,7 +136,8 @@ def ask(
         start = answer.answer_chars[0] - hit.citation.chars[0]
         end = answer.answer_chars[1] - hit.citation.chars[0]
         console.print(Text.assemble(("Answer: ", "bold"), (answer.answer, "bold green")))
-        console.print(Text.assemble(hit.text[:start], (hit.text[start:end], "bold reverse green"), hit.text[end:]))
+        if hit.text.strip() != answer.answer.strip():
+            console.print(Text.assemble(hit.text[:start], (hit.text[start:end], "bold reverse green"), hit.text[end:]))
         console.print(f"  — {_cite(hit.citation)}  (confidence {answer.confidence:.2f})")
         console.print()
     _print_hits(answer.hits)
@@ -155,7 +156,7 @@ def _print_hits(hits) -> None:
     table.add_column("#", justify="right", width=2)
     table.add_column("score", justify="right", width=6)
     table.add_column("passage", ratio=3)
-    table.add_column("citation", ratio=2)
+    table.add_column("citation", ratio=2, overflow="fold")
     for hit in hits:
         c = hit.citation
         cite = "\n".join(
