@@ -1,0 +1,42 @@
+"""The query-side BM25 scorer agrees with bm25s, which built the index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bm25s
+import Stemmer
+
+from indexer.keyword import KeywordIndex, KeywordSettings
+
+SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "scifact"
+
+
+def test_scores_match_bm25s(tmp_path):
+    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
+        docs = [json.loads(line)["text"] for _, line in zip(range(500), handle)]
+    with (SCIFACT / "queries.jsonl").open(encoding="utf-8") as handle:
+        queries = [json.loads(line)["text"] for _, line in zip(range(60), handle)]
+    ours = KeywordIndex(tmp_path / "bm25", KeywordSettings())
+    ours.build(docs)
+    reference = bm25s.BM25.load(str(tmp_path / "bm25"), allow_pickle=False)
+    stemmer = Stemmer.Stemmer("english")
+    compared = 0
+    for query in queries:
+        ids, scores = reference.retrieve(
+            bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False), k=10, show_progress=False
+        )
+        expected = [round(float(s), 4) for s in scores[0] if s > 0]
+        got = [round(score, 4) for _, score in ours.search(query, k=10)]
+        assert got == expected, query
+        compared += bool(expected)
+    assert compared > 40
+
+
+def test_unknown_and_stopword_queries_return_nothing(tmp_path):
+    index = KeywordIndex(tmp_path / "bm25", KeywordSettings())
+    index.build(["the cat sat on the mat", "OpenAI is reversing its open policy"])
+    assert index.search("the and of", k=5) == []
+    assert index.search("zebra", k=5) == []
+    assert [pid for pid, _ in index.search("reverses policies", k=5)] == [1]
