@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 import fcntl
+import hashlib
 import os
-import platform
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.documents import Article, ParsedFile, Segment, parse_file
 from indexer.embedder import Embedder
-from indexer.errors import CorpusError, InputError, SemindexError
-from indexer.onnx_export import ensure_export
+from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError
+from indexer.incremental import (
+    BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, package_versions, pipeline_fingerprint,
+)
 from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
+from indexer.onnx_export import ensure_export
 
 TEXT_SUFFIXES = (".txt", ".md")
 EXACT_SEARCH_LIMIT = 100_000
@@ -42,9 +45,23 @@ _STOPWORDS = frozenset(
 Warn = Callable[[str], None]
 
 
+class Encoder(Protocol):
+    """Anything that embeds texts into unit rows: an Embedder, or the build's cached encoder."""
+
+    def encode(self, texts: list[str]) -> Any: ...
+
+
 @dataclass
 class BuildReport:
-    """What a build did, for the CLI to print."""
+    """What a build did, for the CLI to print.
+
+    ``unchanged``: the corpus, settings and model equal the live generation's, so nothing
+    was written (``generation`` is the live one). ``embedded`` passages were embedded by
+    this build, ``reused`` took their vector from the previous generation; ``full`` is
+    true when nothing could be reused (first build, ``--full``, or no usable previous
+    generation). ``changes`` counts corpus files ``added``, ``changed`` and ``removed``
+    since the previous generation.
+    """
 
     index: Path
     generation: str
@@ -55,6 +72,12 @@ class BuildReport:
     links: list[dict[str, Any]] = field(default_factory=list)
     chrome_blocks: int = 0
     seconds: float = 0.0
+    unchanged: bool = False
+    full: bool = True
+    embedded: int = 0
+    reused: int = 0
+    previous: str | None = None
+    changes: dict[str, int] = field(default_factory=lambda: {"added": 0, "changed": 0, "removed": 0})
 
 
 def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
@@ -123,17 +146,38 @@ class LineIndex:
 
 def parse_corpus(corpus: Path, *, warn: Warn) -> tuple[list[ParsedFile], list[str]]:
     """Parse every text file of ``corpus``; bad files are warned about and listed as skipped."""
+    parsed, skipped, _ = parse_found(corpus, discover(corpus, warn=warn), warn=warn)
+    return parsed, skipped
+
+
+def parse_found(
+    corpus: Path, found: list[tuple[Path, str]], *, warn: Warn
+) -> tuple[list[ParsedFile], list[str], list[str]]:
+    """Parse discovered files: (parsed files, skip messages, names of skipped files)."""
     parsed: list[ParsedFile] = []
     skipped: list[str] = []
-    for path, name in discover(corpus, warn=warn):
+    skipped_names: list[str] = []
+    for path, name in found:
         try:
             parsed.append(parse_file(path, name))
         except InputError as error:
             warn(f"{error} (skipped)")
             skipped.append(str(error))
+            skipped_names.append(name)
     if not parsed:
         raise CorpusError(f"{corpus}: no indexable .txt or .md files")
-    return parsed, skipped
+    return parsed, skipped, skipped_names
+
+
+def hash_inputs(found: list[tuple[Path, str]]) -> dict[str, str | None]:
+    """sha256 of every discovered corpus file (None when it cannot be read)."""
+    hashes: dict[str, str | None] = {}
+    for path, name in found:
+        try:
+            hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            hashes[name] = None
+    return hashes
 
 
 def build_index(
@@ -147,16 +191,37 @@ def build_index(
     warn: Warn = lambda message: None,
     progress: bool = False,
     embedder: Embedder | None = None,
+    full: bool = False,
 ) -> BuildReport:
     """Index every text file of ``corpus`` into a new generation of ``index``.
 
     Bad files are skipped with a warning; if nothing can be indexed, CorpusError.
     The live generation is replaced only once the new one is complete on disk.
+
+    Incremental unless ``full``: when the corpus files, settings and model equal the live
+    generation's, nothing is written (``report.unchanged``); otherwise only passages whose
+    embedded text is new are embedded (see :mod:`indexer.incremental`). An index built
+    with another model is refused unless ``full``.
     """
-    parsed, skipped = parse_corpus(corpus, warn=warn)
+    began = time.perf_counter()
+    settings = settings or ChunkSettings()
+    keyword = keyword or KeywordSettings()
+    found = discover(corpus, warn=warn)
+    inputs = hash_inputs(found)
+    if not full:
+        report = _unchanged_report(
+            index=index, inputs=inputs, model=model, embedder=embedder, settings=settings, keyword=keyword,
+            factory=factory, warn=warn, began=began,
+        )
+        if report is not None:
+            return report
+    parsed, skipped, skipped_names = parse_found(corpus, found, warn=warn)
+    recorded_inputs = {name: inputs.get(name) for name in skipped_names}
+    recorded_inputs.update({file.name: file.sha256 for file in parsed})
     return build_from_parsed(
         parsed, index=index, model=model, settings=settings, factory=factory, keyword=keyword,
-        skipped=skipped, progress=progress, embedder=embedder,
+        skipped=skipped, progress=progress, embedder=embedder, full=full, warn=warn,
+        inputs=dict(sorted(recorded_inputs.items())), began=began,
     )
 
 
@@ -171,25 +236,42 @@ def build_from_parsed(
     skipped: list[str] | None = None,
     progress: bool = False,
     embedder: Embedder | None = None,
+    full: bool = False,
+    warn: Warn = lambda message: None,
+    inputs: dict[str, str | None] | None = None,
+    began: float | None = None,
 ) -> BuildReport:
-    """Passages, vectors and keyword index of already parsed files, written as a new generation."""
-    began = time.perf_counter()
+    """Passages, vectors and keyword index of already parsed files, written as a new generation.
+
+    Holds the index's build lock from reading the live generation to publishing the new one.
+    """
+    began = time.perf_counter() if began is None else began
     settings = settings or ChunkSettings()
     keyword = keyword or KeywordSettings()
     skipped = skipped or []
-    embedder = embedder or Embedder(model=model)
-    articles = merge_articles(parsed)
-    links = link_bodies(parsed, articles, embedder)
-    passages = make_passages(parsed, articles, embedder, settings)
-    texts = [p.pop("_embed") for p in passages]
-    for passage, embedded in zip(passages, texts):
-        if embedded != passage["text"]:
-            passage["embedded"] = embedded
-    vectors = embed_passages(embedder, texts, progress=progress)
-    factory = factory or choose_factory(len(passages))
-    used_articles = {p["article"] for p in passages}
-    kept_articles = {key: articles[key].to_dict() for key in sorted(used_articles)}
+    inputs = inputs if inputs is not None else {file.name: file.sha256 for file in parsed}
     with build_lock(index):
+        previous = _usable_previous(index, warn=warn)
+        remove_stale_generations(index, keep=_generations_in_use(index, previous))
+        model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None)
+        cache = None if full else _reusable_vectors(index, previous, model_view, model=model, warn=warn)
+        encoder = CachedEncoder(model_view, cache or VectorCache.empty(model_view.dimension))
+        articles = merge_articles(parsed)
+        links = link_bodies(parsed, articles, LinkEncoder(encoder))
+        passages = make_passages(parsed, articles, model_view, settings)
+        texts = [p.pop("_embed") for p in passages]
+        for passage, embedded in zip(passages, texts):
+            if embedded != passage["text"]:
+                passage["embedded"] = embedded
+        before = encoder.embedded
+        vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model_view, missing, progress=progress))
+        embedded_count = encoder.embedded - before
+        reused_count = encoder.last_reused
+        factory = factory or choose_factory(len(passages))
+        used_articles = {p["article"] for p in passages}
+        kept_articles = {key: articles[key].to_dict() for key in sorted(used_articles)}
+        if len(vectors) != len(passages):  # pragma: no cover - a bug, never a user error
+            raise SemindexError(f"internal error: {len(vectors)} vectors for {len(passages)} passages")
         generation = index / store.next_generation_name(index)
         scratch = index / f".building-{generation.name}-{os.getpid()}"
         shutil.rmtree(scratch, ignore_errors=True)
@@ -199,10 +281,18 @@ def build_from_parsed(
             KeywordIndex(scratch / KEYWORD_DIR, keyword).build(texts)
             store.write_passages(scratch, passages)
             store.write_json(scratch / store.ARTICLES, kept_articles)
+            encoder.write_link_vectors(scratch)
             manifest = make_manifest(
-                embedder=embedder, settings=settings, keyword=keyword, factory=factory, parsed=parsed, passages=passages,
+                embedder=model_view, settings=settings, keyword=keyword, factory=factory, parsed=parsed, passages=passages,
                 articles=kept_articles, skipped=skipped, links=links,
             )
+            manifest.update({
+                "inputs": inputs,
+                "model_identity": model_view.identity() if model_view.ref.local_path is not None else None,
+                "pipeline": pipeline_fingerprint(),
+                "previous": previous.generation.name if previous else None,
+                "build": {"full": cache is None, "embedded": embedded_count, "reused": reused_count},
+            })
             manifest["checksums"] = store.checksums(scratch)
             store.write_json(scratch / store.MANIFEST, manifest)
             os.rename(scratch, generation)
@@ -210,24 +300,157 @@ def build_from_parsed(
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         store.publish_generation(index, generation)
-        remove_stale_generations(index, keep={generation.name})
-    if embedder.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX"):
+        keep = {generation.name} | ({previous.generation.name} if previous else set())
+        remove_stale_generations(index, keep=keep)
+    if model_view.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX"):
         # Queries embed with this export, without torch; made once per machine and model.
-        ensure_export(model_id=embedder.ref.id, model_path=embedder.ref.local_path, fingerprint=embedder.fingerprint,
-                      max_seq_length=embedder.max_seq_length)
+        ensure_export(model_id=model_view.ref.id, model_path=model_view.ref.local_path,
+                      fingerprint=model_view.fingerprint, max_seq_length=model_view.max_seq_length)
     return BuildReport(
         index=index, generation=generation.name, files=len(parsed), passages=len(passages),
         articles=len(kept_articles), skipped=skipped, links=links,
         chrome_blocks=sum(len(p.chrome) for p in parsed), seconds=time.perf_counter() - began,
+        unchanged=False, full=cache is None, embedded=embedded_count, reused=reused_count,
+        previous=previous.generation.name if previous else None,
+        changes=_changes(previous.manifest if previous else None, inputs),
+    )
+
+
+def _changes(manifest: dict[str, Any] | None, inputs: dict[str, str | None]) -> dict[str, int]:
+    old = (manifest or {}).get("inputs") or {
+        name: entry.get("sha256") for name, entry in ((manifest or {}).get("files") or {}).items()
+    }
+    return {
+        "added": sum(name not in old for name in inputs),
+        "changed": sum(name in old and old[name] != sha for name, sha in inputs.items()),
+        "removed": sum(name not in inputs for name in old),
+    }
+
+
+def _usable_previous(index: Path, *, warn: Warn) -> store.StoredIndex | None:
+    """The live generation, checksums verified, or None (first build, or unusable: warned)."""
+    if not (index / store.POINTER).exists():
+        return None
+    try:
+        return store.StoredIndex.open(index, verify=True)
+    except IndexFormatError as error:
+        warn(f"the live index cannot be reused ({error}); it is rebuilt in full")
+        return None
+
+
+def _reusable_vectors(
+    index: Path, previous: store.StoredIndex | None, model_view: BuildModel, *, model: str | None, warn: Warn
+) -> VectorCache | None:
+    """The previous generation's vectors when they were made by this very model, else None.
+
+    An index built with another model is refused (a silent switch would re-embed
+    everything, which only ``--full`` should do).
+    """
+    if previous is None:
+        return None
+    recorded = previous.manifest.get("model") or {}
+    if recorded.get("id") != model_view.ref.id:
+        extra = f" --model {model}" if model else ""
+        raise IndexFormatError(
+            f"{index}: built with model {recorded.get('id')!r}, not {model_view.ref.id!r}; pass --model "
+            f"{recorded.get('id')} to update it, or to re-embed everything {store.rebuild_hint(index)}{extra}"
+        )
+    if recorded.get("fingerprint") != model_view.fingerprint:
+        warn(f"the weights of model {model_view.ref.id!r} changed since {previous.generation.name}; "
+             "every passage is embedded again")
+        return None
+    if recorded != model_view.describe():
+        warn(f"model {model_view.ref.id!r} now loads differently from {previous.generation.name} "
+             f"({recorded} vs {model_view.describe()}); every passage is embedded again")
+        return None
+    try:
+        cache = VectorCache.from_generation(previous)
+    except (IndexFormatError, ValueError, KeyError, OSError) as error:
+        warn(f"the vectors of {previous.generation.name} cannot be read back ({error}); every passage is embedded again")
+        return None
+    if cache is None:
+        warn(f"FAISS index {previous.manifest.get('faiss', {}).get('factory')!r} of {previous.generation.name} "
+             "does not keep exact vectors; every passage is embedded again")
+    return cache
+
+
+def _generations_in_use(index: Path, live: store.StoredIndex | None) -> set[str]:
+    """The live generation and the one before it (readers may still be on it)."""
+    if live is None:
+        try:
+            name = (index / store.POINTER).read_text(encoding="utf-8").strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return set()
+        return {name}
+    keep = {live.generation.name}
+    before = live.manifest.get("previous")
+    if isinstance(before, str):
+        keep.add(before)
+    else:  # built before the manifest named its predecessor: the newest older generation
+        older = sorted(p.name for p in index.glob("gen-*") if p.is_dir() and p.name < live.generation.name)
+        keep.update(older[-1:])
+    return keep
+
+
+def _unchanged_report(
+    *,
+    index: Path,
+    inputs: dict[str, str | None],
+    model: str | None,
+    embedder: Embedder | None,
+    settings: ChunkSettings,
+    keyword: KeywordSettings,
+    factory: str | None,
+    warn: Warn,
+    began: float,
+) -> BuildReport | None:
+    """A report for an index that is up to date with the corpus, settings and model; else None.
+
+    Reads only the live manifest, hashes the corpus files and the model's files: no parsing,
+    no model loading. Leftovers of killed builds are removed under the build lock.
+    """
+    if not (index / store.POINTER).exists():
+        return None
+    try:
+        live = store.StoredIndex.open(index)
+    except IndexFormatError:
+        return None
+    manifest = live.manifest
+    model_view = BuildModel(model=model, embedder=embedder, recorded=manifest)
+    if (
+        manifest.get("inputs") != inputs
+        or manifest.get("chunking") != settings.to_dict()
+        or manifest.get("keyword") != keyword.to_dict()
+        or (manifest.get("faiss") or {}).get("factory") != (factory or choose_factory(live.count))
+        or manifest.get("pipeline") != pipeline_fingerprint()
+        or manifest.get("versions") != package_versions()
+        or (manifest.get("model") or {}).get("id") != model_view.ref.id
+        or model_view.ref.local_path is None
+        or manifest.get("model_identity") != model_view.identity()
+    ):
+        return None
+    with build_lock(index):
+        if store.live_generation(index) != live.generation:
+            return None  # another build switched generations meanwhile: build as usual
+        remove_stale_generations(index, keep=_generations_in_use(index, live))
+    for problem in manifest.get("skipped", []):
+        warn(f"{problem} (skipped)")
+    counts = manifest.get("counts", {})
+    return BuildReport(
+        index=index, generation=live.generation.name, files=int(counts.get("files", 0)), passages=live.count,
+        articles=int(counts.get("articles", 0)), skipped=list(manifest.get("skipped", [])),
+        links=list(manifest.get("links", [])), chrome_blocks=int(counts.get("chrome_blocks", 0)),
+        seconds=time.perf_counter() - began, unchanged=True, full=False, embedded=0, reused=0,
+        previous=manifest.get("previous"), changes={"added": 0, "changed": 0, "removed": 0},
     )
 
 
 def remove_stale_generations(index: Path, *, keep: set[str]) -> None:
-    """Delete leftovers of killed builds and generations older than the previous one."""
-    generations = sorted(p for p in index.glob("gen-*") if p.is_dir())
-    previous = [p.name for p in generations if p.name not in keep][-1:]
-    for path in generations:
-        if path.name not in keep and path.name not in previous:
+    """Delete every generation not in ``keep`` (older ones, and any a killed build renamed
+    into place but never published) and the leftovers of killed builds (scratch folders,
+    half-written pointer files). Called under the build lock."""
+    for path in sorted(p for p in index.glob("gen-*") if p.is_dir()):
+        if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
     for path in index.glob(".building-*"):
         shutil.rmtree(path, ignore_errors=True)
@@ -248,7 +471,7 @@ def merge_articles(parsed: list[ParsedFile]) -> dict[str, Article]:
     return merged
 
 
-def link_bodies(parsed: list[ParsedFile], articles: dict[str, Article], embedder: Embedder) -> list[dict[str, Any]]:
+def link_bodies(parsed: list[ParsedFile], articles: dict[str, Article], embedder: Encoder) -> list[dict[str, Any]]:
     """Link each bare body to the same-day article whose title + excerpt its text matches.
 
     Candidates are articles with a URL published on the body's date. The score is the
@@ -321,17 +544,16 @@ def embed_text(kind: str, text: str, article: Article, settings: ChunkSettings) 
 
 
 def make_passages(
-    parsed: list[ParsedFile], articles: dict[str, Article], embedder: Embedder, settings: ChunkSettings
+    parsed: list[ParsedFile], articles: dict[str, Article], embedder: BuildModel | Embedder, settings: ChunkSettings
 ) -> list[dict[str, Any]]:
-    """Cut segments into passages; the same text of one article from two places is stored once."""
-    tokenizer = embedder.tokenizer
+    """Cut segments into passages; the same text of one article from two places is stored once.
 
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def token_offsets(text: str) -> list[tuple[int, int]]:
-        return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-
+    Token counts come from ``embedder.tokens`` (see ``BuildModel.tokens``: the model folder's
+    ``tokenizer.json``, so that a build that does not load the model cuts like one that does),
+    or from a loaded Embedder's own tokenizer.
+    """
+    tokens = embedder.tokens if isinstance(embedder, BuildModel) else HFTokens(embedder.tokenizer)
+    count_tokens, token_offsets = tokens.count, tokens.offsets
     limit = embedder.max_seq_length - 2
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     ordered: list[dict[str, Any]] = []
@@ -381,7 +603,7 @@ def _segment_groups(segments: list[Segment]) -> Iterator[list[Segment]]:
         yield group
 
 
-def embed_passages(embedder: Embedder, texts: list[str], *, progress: bool, batch_size: int = 64):
+def embed_passages(embedder: BuildModel | Embedder, texts: list[str], *, progress: bool, batch_size: int = 64):
     """Embed in length-sorted batches (less padding), with a progress bar if asked."""
     import numpy as np
 
@@ -419,7 +641,7 @@ def write_vectors(path: Path, vectors, factory: str) -> None:
 
 def make_manifest(
     *,
-    embedder: Embedder,
+    embedder: BuildModel | Embedder,
     settings: ChunkSettings,
     keyword: KeywordSettings,
     factory: str,
@@ -430,14 +652,6 @@ def make_manifest(
     links: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The manifest: everything a reader checks before trusting the generation."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def package_version(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
     counts = Counter(source["file"] for passage in passages for source in passage["sources"])
     per_file = {
         file.name: {"sha256": file.sha256, "size": len(file.text.encode("utf-8")), "passages": counts[file.name]}
@@ -468,14 +682,6 @@ def make_manifest(
             for f in parsed
             for b in f.chrome
         ],
-        "versions": {
-            "semindex": package_version("semindex"),
-            "faiss": package_version("faiss-cpu"),
-            "sentence_transformers": package_version("sentence-transformers"),
-            "torch": package_version("torch"),
-            "numpy": package_version("numpy"),
-            "bm25s": package_version("bm25s"),
-            "python": platform.python_version(),
-        },
+        "versions": package_versions(),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

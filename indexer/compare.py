@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 from indexer.store import ARTICLES, PASSAGES, StoredIndex
 
 VECTOR_TOLERANCE = 1e-4
 """Largest absolute difference allowed between two builds' vectors (BLAS and thread
 counts change the last bits of a float32 embedding, never the fourth decimal)."""
-COMPARED_MANIFEST_KEYS = ("format_version", "model", "metric", "faiss", "chunking", "keyword", "counts", "files", "links")
+LINK_SCORE_TOLERANCE = 2e-4
+"""Largest difference allowed between two builds' link scores: they are rounded to four
+decimals from vectors that may differ in their last bits (see ``VECTOR_TOLERANCE``), so a
+score on a rounding boundary may come out one unit of the fourth decimal apart."""
+COMPARED_MANIFEST_KEYS = ("format_version", "model", "metric", "faiss", "chunking", "keyword", "counts", "files")
 
 
 def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
@@ -22,6 +28,8 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
         for key in COMPARED_MANIFEST_KEYS
         if fresh.manifest.get(key) != stored.manifest.get(key)
     ]
+    if not same_links(fresh.manifest.get("links"), stored.manifest.get("links")):
+        problems.append("manifest field 'links' differs")
     for name in (PASSAGES, ARTICLES):
         if (fresh.generation / name).read_bytes() != (stored.generation / name).read_bytes():
             problems.append(f"{name} differs")
@@ -32,3 +40,19 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
         if difference > VECTOR_TOLERANCE:
             problems.append(f"vectors differ by up to {difference:.2e} (tolerance {VECTOR_TOLERANCE:g})")
     return problems
+
+
+def same_links(first: Any, second: Any) -> bool:
+    """Equal lists of body links: same files and articles, scores within LINK_SCORE_TOLERANCE."""
+    if not isinstance(first, list) or not isinstance(second, list) or len(first) != len(second):
+        return first == second
+    for one, other in zip(first, second):
+        if not isinstance(one, dict) or not isinstance(other, dict) or one.keys() != other.keys():
+            return False
+        for key, value in one.items():
+            if isinstance(value, float) and isinstance(other[key], (int, float)):
+                if not math.isclose(value, other[key], rel_tol=0.0, abs_tol=LINK_SCORE_TOLERANCE):
+                    return False
+            elif value != other[key]:
+                return False
+    return True
