@@ -9,6 +9,8 @@ from functools import cached_property
 from pathlib import Path
 
 KEYWORD_DIR = "bm25"
+ARTICLE_KEYWORD_DIR = "bm25_articles"
+"""BM25 over whole articles (row i = the i-th key of articles.json), for ranking documents."""
 
 
 @dataclass(frozen=True)

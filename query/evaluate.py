@@ -14,8 +14,8 @@ from query import metrics
 
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3")
 BEIR_PASSAGE_DEPTH = 400
-"""Passages fetched per BEIR query: several passages share a document, so 100 distinct
-documents (for Recall@100) need a few hundred passages."""
+"""Passages fetched per BEIR query for the dense run: several passages share a document,
+so 100 distinct documents (for Recall@100) need a few hundred passages."""
 
 
 @dataclass
@@ -135,8 +135,8 @@ def evaluate_beir(
     folder: Path, *, split: str = "train", mode: str = "hybrid", model: str | None = None,
     cache: Path | None = None, limit: int | None = None, progress: bool = False,
 ) -> EvalReport:
-    """Index a BEIR corpus (once, cached) and score its queries; a document's score is its
-    best passage's."""
+    """Index a BEIR corpus (once, cached) and rank its documents for each query with
+    :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25)."""
     from indexer.build import build_from_parsed
     from indexer.chunking import ChunkSettings
     from indexer.onnx_export import cache_root
@@ -156,17 +156,11 @@ def evaluate_beir(
     searcher.rank("warm-up", k=1, mode=mode)
     query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)
     rankings, qrels, latencies = [], [], []
-    articles: dict[int, str] = {}
     for query_id in query_ids:
         began = time.perf_counter()
-        ranked = searcher.rank(dataset.queries[query_id], k=BEIR_PASSAGE_DEPTH, mode=mode, depth=BEIR_PASSAGE_DEPTH)
+        ranked = searcher.rank_articles(dataset.queries[query_id], k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH)
         latencies.append((time.perf_counter() - began) * 1000)
-        documents = []
-        for pid, _ in ranked:
-            if pid not in articles:
-                articles[pid] = searcher.stored.passage(pid)["article"].removeprefix("beir:")
-            documents.append(articles[pid])
-        rankings.append(metrics.dedupe_ranking(documents))
+        rankings.append([key.removeprefix("beir:") for key, _ in ranked])
         qrels.append(dataset.qrels[query_id])
     scores: dict[str, float | None] = _score_rankings(rankings, qrels)
     scores["abstain"] = None

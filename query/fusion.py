@@ -51,3 +51,18 @@ def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tupl
                 total += weight * z.get(doc, min(z.values()))
         fused[doc] = total
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def minmax_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[int, float]]:
+    """score(d) = sum_i w_i * (s_i(d) - min_i) / (max_i - min_i) over each run's own candidates;
+    a document missing from a run gets 0 from it. Like :func:`zscore_fusion` it keeps margins,
+    and it is bounded, so one run's outlier cannot swamp the other."""
+    fused: dict[int, float] = {}
+    for run, weight in zip(runs, weights):
+        if not run:
+            continue
+        values = [score for _, score in run]
+        low, high = min(values), max(values)
+        for doc, score in run:
+            fused[doc] = fused.get(doc, 0.0) + weight * ((score - low) / (high - low) if high > low else 1.0)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
