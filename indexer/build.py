@@ -24,6 +24,7 @@ from indexer.embedder import Embedder
 from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError
 from indexer.incremental import (
     BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, package_versions, pipeline_fingerprint,
+    same_identity,
 )
 from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.onnx_export import ensure_export
@@ -210,7 +211,7 @@ def build_index(
     inputs = hash_inputs(found)
     if not full:
         report = _unchanged_report(
-            index=index, inputs=inputs, model=model, embedder=embedder, settings=settings, keyword=keyword,
+            index=index, corpus=corpus, inputs=inputs, model=model, embedder=embedder, settings=settings, keyword=keyword,
             factory=factory, warn=warn, began=began,
         )
         if report is not None:
@@ -221,8 +222,31 @@ def build_index(
     return build_from_parsed(
         parsed, index=index, model=model, settings=settings, factory=factory, keyword=keyword,
         skipped=skipped, progress=progress, embedder=embedder, full=full, warn=warn,
-        inputs=dict(sorted(recorded_inputs.items())), began=began,
+        inputs=dict(sorted(recorded_inputs.items())), began=began, corpus=corpus,
     )
+
+
+def corpus_changes(stored: store.StoredIndex, corpus: Path | None = None) -> dict[str, list[str]] | None:
+    """Corpus files added, changed and removed since ``stored`` was built, or None when that
+    cannot be told (the manifest predates this record, or the corpus folder is gone).
+
+    ``corpus`` defaults to the folder the manifest records (relative to the index folder).
+    Hashes every corpus file (about 50 ms for 2,000 articles); for a stale-index warning.
+    """
+    manifest = stored.manifest
+    recorded = manifest.get("inputs")
+    where = manifest.get("corpus")
+    if not isinstance(recorded, dict) or (corpus is None and not isinstance(where, str)):
+        return None
+    folder = corpus if corpus is not None else (stored.index / where)
+    if not folder.is_dir():
+        return None
+    current = hash_inputs(discover(folder, warn=lambda message: None))
+    return {
+        "added": sorted(name for name in current if name not in recorded),
+        "changed": sorted(name for name, sha in current.items() if name in recorded and recorded[name] != sha),
+        "removed": sorted(name for name in recorded if name not in current),
+    }
 
 
 def build_from_parsed(
@@ -240,6 +264,7 @@ def build_from_parsed(
     warn: Warn = lambda message: None,
     inputs: dict[str, str | None] | None = None,
     began: float | None = None,
+    corpus: Path | None = None,
 ) -> BuildReport:
     """Passages, vectors and keyword index of already parsed files, written as a new generation.
 
@@ -251,10 +276,12 @@ def build_from_parsed(
     skipped = skipped or []
     inputs = inputs if inputs is not None else {file.name: file.sha256 for file in parsed}
     with build_lock(index):
-        previous = _usable_previous(index, warn=warn)
-        remove_stale_generations(index, keep=_generations_in_use(index, previous))
+        live_name = _live_name(index)
+        previous = _usable_previous(index, warn=warn) if live_name else None
+        remove_stale_generations(index, keep=_generations_in_use(index, live_name, previous))
         model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None)
         cache = None if full else _reusable_vectors(index, previous, model_view, model=model, warn=warn)
+        model_view.prefer_export = cache is not None
         encoder = CachedEncoder(model_view, cache or VectorCache.empty(model_view.dimension))
         articles = merge_articles(parsed)
         links = link_bodies(parsed, articles, LinkEncoder(encoder))
@@ -263,10 +290,8 @@ def build_from_parsed(
         for passage, embedded in zip(passages, texts):
             if embedded != passage["text"]:
                 passage["embedded"] = embedded
-        before = encoder.embedded
         vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model_view, missing, progress=progress))
-        embedded_count = encoder.embedded - before
-        reused_count = encoder.last_reused
+        embedded_count, reused_count = encoder.last_missing, encoder.last_reused
         factory = factory or choose_factory(len(passages))
         used_articles = {p["article"] for p in passages}
         kept_articles = {key: articles[key].to_dict() for key in sorted(used_articles)}
@@ -288,9 +313,10 @@ def build_from_parsed(
             )
             manifest.update({
                 "inputs": inputs,
-                "model_identity": model_view.identity() if model_view.ref.local_path is not None else None,
+                "corpus": _relative_corpus(corpus, index),
+                "model_identity": model_view.record(),
                 "pipeline": pipeline_fingerprint(),
-                "previous": previous.generation.name if previous else None,
+                "previous": live_name,
                 "build": {"full": cache is None, "embedded": embedded_count, "reused": reused_count},
             })
             manifest["checksums"] = store.checksums(scratch)
@@ -300,7 +326,12 @@ def build_from_parsed(
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         store.publish_generation(index, generation)
-        keep = {generation.name} | ({previous.generation.name} if previous else set())
+        if live_name is None:  # no pointer before: keep the newest generation found (as a reader may use
+            # a folder copied in without its pointer), delete older ones
+            others = sorted(p.name for p in index.glob("gen-*") if p.is_dir() and p.name != generation.name)
+            keep = {generation.name, *others[-1:]}
+        else:
+            keep = {generation.name, live_name}
         remove_stale_generations(index, keep=keep)
     if model_view.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX"):
         # Queries embed with this export, without torch; made once per machine and model.
@@ -311,9 +342,19 @@ def build_from_parsed(
         articles=len(kept_articles), skipped=skipped, links=links,
         chrome_blocks=sum(len(p.chrome) for p in parsed), seconds=time.perf_counter() - began,
         unchanged=False, full=cache is None, embedded=embedded_count, reused=reused_count,
-        previous=previous.generation.name if previous else None,
+        previous=live_name,
         changes=_changes(previous.manifest if previous else None, inputs),
     )
+
+
+def _relative_corpus(corpus: Path | None, index: Path) -> str | None:
+    """Where the corpus is, relative to the index folder (so a moved checkout still finds it)."""
+    if corpus is None:
+        return None
+    try:
+        return Path(os.path.relpath(corpus.resolve(), index.resolve())).as_posix()
+    except ValueError:  # another drive
+        return corpus.resolve().as_posix()
 
 
 def _changes(manifest: dict[str, Any] | None, inputs: dict[str, str | None]) -> dict[str, int]:
@@ -374,20 +415,26 @@ def _reusable_vectors(
     return cache
 
 
-def _generations_in_use(index: Path, live: store.StoredIndex | None) -> set[str]:
-    """The live generation and the one before it (readers may still be on it)."""
-    if live is None:
-        try:
-            name = (index / store.POINTER).read_text(encoding="utf-8").strip()
-        except (FileNotFoundError, UnicodeDecodeError):
-            return set()
-        return {name}
-    keep = {live.generation.name}
-    before = live.manifest.get("previous")
+def _live_name(index: Path) -> str | None:
+    """The generation ``CURRENT`` names, if it names an existing generation folder."""
+    try:
+        name = (index / store.POINTER).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if name.startswith("gen-") and "/" not in name and (index / name).is_dir() else None
+
+
+def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIndex | None) -> set[str]:
+    """Generations a reader may be using: the live one and the one before it. With no live
+    generation, every generation folder found (nothing is known about them)."""
+    if live_name is None:
+        return {p.name for p in index.glob("gen-*") if p.is_dir()}
+    keep = {live_name}
+    before = live.manifest.get("previous") if live is not None else None
     if isinstance(before, str):
         keep.add(before)
-    else:  # built before the manifest named its predecessor: the newest older generation
-        older = sorted(p.name for p in index.glob("gen-*") if p.is_dir() and p.name < live.generation.name)
+    else:  # built before manifests named their predecessor, or unreadable: the newest older generation
+        older = sorted(p.name for p in index.glob("gen-*") if p.is_dir() and p.name < live_name)
         keep.update(older[-1:])
     return keep
 
@@ -395,6 +442,7 @@ def _generations_in_use(index: Path, live: store.StoredIndex | None) -> set[str]
 def _unchanged_report(
     *,
     index: Path,
+    corpus: Path,
     inputs: dict[str, str | None],
     model: str | None,
     embedder: Embedder | None,
@@ -419,6 +467,7 @@ def _unchanged_report(
     model_view = BuildModel(model=model, embedder=embedder, recorded=manifest)
     if (
         manifest.get("inputs") != inputs
+        or manifest.get("corpus") != _relative_corpus(corpus, index)
         or manifest.get("chunking") != settings.to_dict()
         or manifest.get("keyword") != keyword.to_dict()
         or (manifest.get("faiss") or {}).get("factory") != (factory or choose_factory(live.count))
@@ -426,13 +475,13 @@ def _unchanged_report(
         or manifest.get("versions") != package_versions()
         or (manifest.get("model") or {}).get("id") != model_view.ref.id
         or model_view.ref.local_path is None
-        or manifest.get("model_identity") != model_view.identity()
+        or not same_identity(manifest.get("model_identity"), model_view.identity())
     ):
         return None
     with build_lock(index):
         if store.live_generation(index) != live.generation:
             return None  # another build switched generations meanwhile: build as usual
-        remove_stale_generations(index, keep=_generations_in_use(index, live))
+        remove_stale_generations(index, keep=_generations_in_use(index, live.generation.name, live))
     for problem in manifest.get("skipped", []):
         warn(f"{problem} (skipped)")
     counts = manifest.get("counts", {})
