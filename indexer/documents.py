@@ -266,7 +266,7 @@ def _scalar_segment(
         start = text.index("\n", start) + 1
     raw = text[start:end]
     start += len(raw) - len(raw.lstrip())
-    end -= len(raw) - len(raw.rstrip())
+    end = max(start, end - (len(raw) - len(raw.rstrip())))
     return Segment(file=name, start=start, end=end, kind=kind, article=article, listed_by=listed_by)
 
 

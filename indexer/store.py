@@ -11,10 +11,20 @@ Layout of an index folder::
         passages.offsets.npy  byte offset of each line of passages.jsonl (n + 1 int64)
         articles.json         article key -> citation metadata
         bm25/                 bm25s keyword index over the same passages (numpy + JSON)
+        linkvectors.npy       vectors body linking embedded, kept for the next build
+        linkvectors.json      sha256 of the text of each of those rows
+      .lock                   flock-ed by the one build allowed at a time (readers never take it)
 
-A build writes a whole new generation beside the live one and then replaces
-``CURRENT``; a reader resolves ``CURRENT`` once and reads only that generation, so it
-never sees a half-written index. Nothing is pickled.
+A build writes a whole new generation into ``.building-<generation>-<pid>/``, renames it
+to ``gen-NNNNNN/``, flushes it to disk and then atomically replaces ``CURRENT``
+(written as ``.CURRENT.<pid>`` and renamed over it); a reader resolves ``CURRENT`` once
+and reads only that generation, so it never sees a half-written index. A build killed at
+any moment leaves the live generation untouched; its leftovers (scratch folder, pointer
+file, a generation renamed but never published) are removed by the next build, which keeps
+the live generation and the one before it (a reader may still be on it).
+
+The manifest records the sha256 and size of every other file of its generation; a file
+that differs is reported as corrupt with the command that rebuilds it. Nothing is pickled.
 """
 
 from __future__ import annotations

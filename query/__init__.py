@@ -33,7 +33,10 @@ def ask(question: str, *, index: Path | str | None = None, k: int = 5, mode: str
     from query.searcher import open_searcher
 
     searcher = open_searcher(index)
-    return answer_from_hits(question, searcher.search(question, k=k, mode=mode), searcher.embed)
+    answer = answer_from_hits(question, searcher.search(question, k=k, mode=mode), searcher.embed)
+    if warning := searcher.stale_warning():
+        answer.warnings.append(warning)
+    return answer
 
 
 def __getattr__(name: str):

@@ -57,7 +57,7 @@ def build(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Passage size in model tokens.")] = None,
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Re-embed everything (builds are always full for now).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index
@@ -81,13 +81,23 @@ def build(
         print(f"{index}: up to date with {corpus}")
         return
     report = build_index(
-        corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True
+        corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
+        full=full,
     )
     console = _console()
+    if report.unchanged:
+        console.print(f"{report.index}/{report.generation} is up to date with {corpus} ({report.passages} passages); nothing to do")
+        return
     console.print(
         f"Indexed [bold]{report.passages}[/] passages from {report.files} files ({report.articles} articles) "
         f"into {report.index}/{report.generation} in {report.seconds:.1f}s"
     )
+    if not report.full:
+        changes = report.changes
+        console.print(
+            f"  {changes['added']} files added, {changes['changed']} changed, {changes['removed']} removed; "
+            f"embedded {report.embedded} passages, reused {report.reused}"
+        )
     for link in report.links:
         console.print(f"  linked {link['file']} → {link['article']} (score {link['score']:.2f})")
     if report.chrome_blocks:
@@ -105,11 +115,16 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Ranked passages for QUESTION, each with its citation."""
-    from query import search as run_search
+    from query.searcher import open_searcher
 
-    hits = run_search(question, k=k, index=index, mode=mode)
+    searcher = open_searcher(index)
+    hits = searcher.search(question, k=k, mode=mode)
+    warning = searcher.stale_warning()
+    if warning:
+        _warn(warning)
     if as_json:
-        print(json.dumps({"query": question, "mode": mode, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
+        data = {"query": question, "mode": mode, "hits": [h.to_dict() for h in hits], "warnings": [warning] if warning else []}
+        print(json.dumps(data, ensure_ascii=False, indent=2))
         return
     _print_hits(hits)
 
@@ -126,6 +141,8 @@ def ask(
     from query import ask as run_ask
 
     answer = run_ask(question, index=index, k=k, mode=mode)
+    for warning in answer.warnings:
+        _warn(warning)
     if as_json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from indexer.embedder import Embedder, ModelError, resolve_model
-from indexer.errors import IndexFormatError
+from indexer.errors import IndexFormatError, SemindexError
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, rebuild_hint
 from query.fusion import reciprocal_rank_fusion, zscore_fusion
@@ -110,6 +110,27 @@ class Searcher:
             return []
         scores, ids = self.stored.vectors.search(question_vector.reshape(1, -1), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    @cached_property
+    def stale(self) -> list[str]:
+        """Corpus files added, changed or removed since the index was built (hashes every file
+        of the corpus the manifest records: ~50 ms per 2,000 articles, once per process)."""
+        from indexer.build import corpus_changes
+
+        try:
+            changes = corpus_changes(self.stored)
+        except (OSError, SemindexError):
+            return []
+        if not changes:
+            return []
+        return [f"{kind} {name}" for kind in ("added", "changed", "removed") for name in changes[kind]]
+
+    def stale_warning(self) -> str | None:
+        """One line saying the corpus changed since the build, or None."""
+        if not self.stale:
+            return None
+        shown = ", ".join(self.stale[:3]) + (f" and {len(self.stale) - 3} more" if len(self.stale) > 3 else "")
+        return f"{self.stored.index}: corpus changed since this index was built ({shown}); run semindex build to update it"
 
     @cached_property
     def keyword(self) -> KeywordIndex:
