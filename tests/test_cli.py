@@ -70,3 +70,20 @@ def test_bad_mode_is_a_usage_error():
     result = semindex("search", "x", "--index", str(INDEX), "--mode", "magic")
     assert result.returncode == 2
     assert "magic" in result.stderr
+
+
+def test_search_warns_when_the_corpus_changed_since_the_build(tmp_path):
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "corpus", tmp_path / "corpus")
+    shutil.copytree(root / "index", tmp_path / "index", ignore=shutil.ignore_patterns(".lock"))
+    fresh = semindex("search", "EleutherAI", "--index", str(tmp_path / "index"), "--json")
+    assert fresh.returncode == 0 and "corpus changed" not in fresh.stderr
+    assert json.loads(fresh.stdout)["warnings"] == []
+    (tmp_path / "corpus" / "005_new.md").write_text("A new article about open models.\n", encoding="utf-8")
+    result = semindex("search", "EleutherAI", "--index", str(tmp_path / "index"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "corpus changed since this index was built (added 005_new.md)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert json.loads(result.stdout)["warnings"]
