@@ -14,6 +14,7 @@ Every segment is a span of the file's text, so a citation is always ``text[start
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -95,9 +96,19 @@ class ParsedFile:
     body_date: str | None = None
 
 
+MAX_FILE_BYTES = 10 * 2**20
+"""Larger files are skipped: a news article is kilobytes; 10 MB of text is a dump or a
+mistake, and would take hours to embed on a laptop (``SEMINDEX_MAX_FILE_MB`` raises it)."""
+
+
 def read_text(path: Path, name: str) -> tuple[str, str]:
     """Return (text, sha256) of a UTF-8 file, or raise InputError naming the problem."""
+    limit = int(float(os.environ.get("SEMINDEX_MAX_FILE_MB", MAX_FILE_BYTES / 2**20)) * 2**20)
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise InputError(name, f"is too large ({size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB, "
+                                   "set SEMINDEX_MAX_FILE_MB to raise it)")
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(name, "disappeared while the corpus was read") from None

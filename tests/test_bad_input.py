@@ -1,0 +1,75 @@
+"""Bad corpus files that the error suite does not build: huge, vanishing, looping, unreadable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer.build import build_index
+from indexer.documents import parse_file
+from indexer.errors import InputError
+from indexer.store import StoredIndex
+
+GOOD = "---\ntitle: A good record\nexcerpt: Open models are catching up with closed ones.\n---\n"
+
+
+@pytest.fixture(scope="module")
+def hostile_build(tmp_path_factory, embedder):
+    corpus = tmp_path_factory.mktemp("hostile") / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text(GOOD, encoding="utf-8")
+    with (corpus / "huge.txt").open("w", encoding="utf-8") as handle:  # 50 MB of text
+        line = "Open-source language models keep getting better every month. " * 16 + "\n"
+        for _ in range(50 * 2**20 // len(line) + 1):
+            handle.write(line)
+    (corpus / "gone.txt").symlink_to(corpus / "deleted-before-it-was-read.txt")
+    (corpus / "loop.txt").symlink_to(corpus / "loop2.txt")
+    (corpus / "loop2.txt").symlink_to(corpus / "loop.txt")
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / "back").symlink_to(corpus, target_is_directory=True)
+    warnings: list[str] = []
+    index = corpus.parent / "index"
+    report = build_index(corpus=corpus, index=index, warn=warnings.append, embedder=embedder)
+    return report, warnings, index
+
+
+def test_huge_file_is_skipped_with_its_size(hostile_build):
+    _, warnings, _ = hostile_build
+    [line] = [w for w in warnings if w.startswith("huge.txt:")]
+    assert "too large (50.0 MB" in line and "skipped" in line
+
+
+def test_file_that_disappears_is_skipped(hostile_build):
+    _, warnings, _ = hostile_build
+    [line] = [w for w in warnings if w.startswith("gone.txt:")]
+    assert "disappeared" in line
+
+
+def test_symlink_loops_are_skipped(hostile_build):
+    _, warnings, _ = hostile_build
+    assert [w for w in warnings if w.startswith("loop.txt:")]
+    assert [w for w in warnings if "symlink loop" in w]
+
+
+def test_the_rest_is_indexed(hostile_build):
+    report, _, index = hostile_build
+    stored = StoredIndex.open(index)
+    assert {s["file"] for p in stored.passages() for s in p["sources"]} == {"good.txt"}
+    assert report.files == 1
+
+
+def test_unreadable_file_is_reported(tmp_path, monkeypatch):
+    path = tmp_path / "secret.txt"
+    path.write_text(GOOD, encoding="utf-8")
+    real = Path.read_bytes
+
+    def deny(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(InputError, match=r"secret.txt: cannot be read \(permission denied\)"):
+        parse_file(path, "secret.txt")
+
