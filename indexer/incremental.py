@@ -27,7 +27,7 @@ manifest), so:
   those few are re-embedded.
 
 Old vectors are read back with FAISS ``reconstruct_n``, which is exact for flat storage
-(``Flat``, ``HNSW…,Flat``: the vectors are stored as given); any other factory is re-embedded
+(``Flat``, ``HNSW…,Flat``, ``IVF…,Flat``: the vectors are stored as given); any other factory is re-embedded
 in full. The vectors that body linking embeds (paragraphs and article summaries, see
 ``build.link_bodies``) are kept beside the passages in ``linkvectors.npy`` (float32 rows)
 and ``linkvectors.json`` (the sha256 of each row's text), so an unchanged corpus never loads
@@ -364,9 +364,13 @@ class VectorCache:
         import numpy as np
 
         index = stored.vectors
-        flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
-        if not isinstance(flat, faiss.IndexFlat):
-            return None
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat):
+            ivf.make_direct_map()  # IVF-Flat keeps exact vectors; the map lets reconstruct_n find them
+        else:
+            flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+            if not isinstance(flat, faiss.IndexFlat):
+                return None
         matrix = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), dtype=np.float32)
         rows: dict[str, int] = {}
         for number, passage in enumerate(stored.passages()):

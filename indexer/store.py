@@ -216,6 +216,8 @@ class StoredIndex:
             raise IndexFormatError(
                 f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
             )
+        if params := self.manifest.get("faiss", {}).get("search_params"):
+            faiss.ParameterSpace().set_index_parameters(index, params)
         if index.d != self.dimension:
             raise IndexFormatError(
                 f"{path}: vectors have {index.d} dimensions but the manifest says {self.dimension}; {rebuild_hint(self.index)}"

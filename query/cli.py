@@ -28,6 +28,9 @@ IndexOption = Annotated[
 ]
 ModeOption = Annotated[str, typer.Option("--mode", help="hybrid (default), dense or keyword.", callback=lambda v: _check_mode(v))]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+FaissParamsOption = Annotated[
+    Optional[str], typer.Option("--faiss-params", help="FAISS search parameters, e.g. nprobe=64 or efSearch=256.")
+]
 
 
 def _check_mode(mode: str) -> str:
@@ -112,12 +115,13 @@ def search(
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many passages.")] = 5,
     index: IndexOption = None,
     mode: ModeOption = "hybrid",
+    faiss_params: FaissParamsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ranked passages for QUESTION, each with its citation."""
     from query.searcher import open_searcher
 
-    searcher = open_searcher(index)
+    searcher = open_searcher(index, faiss_params=faiss_params)
     hits = searcher.search(question, k=k, mode=mode)
     warning = searcher.stale_warning()
     if warning:
@@ -135,12 +139,13 @@ def ask(
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many passages to show.")] = 5,
     index: IndexOption = None,
     mode: ModeOption = "hybrid",
+    faiss_params: FaissParamsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A short answer with its citation (or none), and the passages behind it."""
     from query import ask as run_ask
 
-    answer = run_ask(question, index=index, k=k, mode=mode)
+    answer = run_ask(question, index=index, k=k, mode=mode, faiss_params=faiss_params)
     for warning in answer.warnings:
         _warn(warning)
     if as_json:

@@ -39,21 +39,28 @@ def default_index() -> Path:
     return Path(__file__).resolve().parent.parent / "index"
 
 
-def open_searcher(index: Path | str | None = None, *, model: str | None = None) -> Searcher:
-    """A Searcher for ``index``, reused across calls while its live generation is unchanged."""
+def open_searcher(
+    index: Path | str | None = None, *, model: str | None = None, faiss_params: str | None = None
+) -> Searcher:
+    """A Searcher for ``index``, reused across calls while its live generation is unchanged.
+
+    ``faiss_params`` overrides the search parameters recorded with the index (e.g.
+    ``nprobe=64`` or ``efSearch=256``: higher recall for more time per query).
+    """
     path = Path(index) if index is not None else default_index()
     stored = StoredIndex.open(path)
-    key = (str(stored.generation.resolve()), model or "")
+    key = (str(stored.generation.resolve()), model or "", faiss_params or "")
     if key not in _OPEN:
-        _OPEN[key] = Searcher(stored, model=model)
+        _OPEN[key] = Searcher(stored, model=model, faiss_params=faiss_params)
     return _OPEN[key]
 
 
 class Searcher:
     """Dense search over one index generation, with the model the index was built with."""
 
-    def __init__(self, stored: StoredIndex, *, model: str | None = None) -> None:
+    def __init__(self, stored: StoredIndex, *, model: str | None = None, faiss_params: str | None = None) -> None:
         self.stored = stored
+        self.faiss_params = faiss_params
         recorded = stored.manifest["model"]
         if model is not None and resolve_model(model).id != recorded["id"]:
             raise IndexFormatError(
@@ -108,7 +115,16 @@ class Searcher:
         k = min(k, self.stored.count)
         if k <= 0:
             return []
-        scores, ids = self.stored.vectors.search(question_vector.reshape(1, -1), k)
+        vectors = self.stored.vectors
+        if self.faiss_params and not self.__dict__.get("_params_set"):
+            import faiss
+
+            try:
+                faiss.ParameterSpace().set_index_parameters(vectors, self.faiss_params)
+            except RuntimeError as exc:
+                raise SemindexError(f"FAISS search parameters {self.faiss_params!r}: {str(exc).splitlines()[0]}") from None
+            self.__dict__["_params_set"] = True
+        scores, ids = vectors.search(question_vector.reshape(1, -1), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     @cached_property

@@ -1,0 +1,48 @@
+"""Index types above the exact-search size: chosen by size, searched with their parameters,
+and read back exactly by incremental builds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.build import build_index, choose_factory
+from indexer.store import StoredIndex
+from query.searcher import open_searcher
+
+
+def test_factory_follows_the_size():
+    assert choose_factory(5_000) == "Flat"
+    assert choose_factory(1_000_000) == "IVF4096,Flat"
+    assert choose_factory(100_000).startswith("IVF")
+
+
+@pytest.fixture(scope="module")
+def ivf_index(tmp_path_factory, embedder, make_corpus):
+    docs = {
+        f"{i:03d}.txt": f"---\ntitle: Report number {i}\nexcerpt: Article {i} covers topic {i % 7} in open-source AI.\n---\n"
+        for i in range(40)
+    }
+    corpus = make_corpus(docs)
+    index = tmp_path_factory.mktemp("ivf") / "index"
+    build_index(corpus=corpus, index=index, factory="IVF4,Flat", embedder=embedder)
+    return corpus, index
+
+
+def test_ivf_index_records_and_applies_search_params(ivf_index):
+    _, index = ivf_index
+    stored = StoredIndex.open(index)
+    assert stored.manifest["faiss"] == {"factory": "IVF4,Flat", "search_params": "nprobe=32"}
+    hits = open_searcher(index).search("Report number 12", k=3, mode="dense")
+    assert any("12" in h.text for h in hits)
+    narrow = open_searcher(index, faiss_params="nprobe=1").search("Report number 12", k=3, mode="dense")
+    assert narrow
+
+
+def test_incremental_build_reuses_ivf_vectors(ivf_index, embedder):
+    corpus, index = ivf_index
+    (corpus / "000.txt").write_text("---\ntitle: A changed report\nexcerpt: Something else entirely.\n---\n", encoding="utf-8")
+    report = build_index(corpus=corpus, index=index, factory="IVF4,Flat", embedder=embedder)
+    assert not report.full and report.reused > 0 and report.embedded <= 3
+    assert json.loads((StoredIndex.open(index).generation / "manifest.json").read_text())["counts"]["passages"] > 0
