@@ -39,6 +39,7 @@ BAD_FILES: dict[str, tuple[str | bytes, str]] = {
     "latin1.txt": ("Café au lait, déjà vu.\n".encode("latin-1"), "UTF-8"),
     "malformed_yaml.txt": ('---\ntitle: "never closed\nexcerpt: [a, b\n---\nSome body text.\n', "malformed"),
     "list_front_matter.txt": ("---\n- one\n- two\n---\nSome body text here.\n", "mapping"),
+    "string_front_matter.txt": ("---\njust a sentence, not fields\n---\nSome body text here.\n", "mapping"),
     "title_list.txt": ("---\ntitle: [1, 2]\nexcerpt: fine\n---\n", "title"),
     "provider_number.txt": ("---\ntitle: Fine title\nprovider: 5\n---\n", "provider"),
     "bad_date.txt": ('---\ntitle: Fine title\npublishedDateTime: "not a date"\n---\n', "publishedDateTime"),
