@@ -765,8 +765,10 @@ def make_manifest(
         "skipped": skipped,
         "links": links,
         "chrome": [
-            {"file": f.name, "kind": b.kind, "lines": LineIndex(f.text).span(b.start, b.end), "text": b.text[:80]}
+            {"file": f.name, "kind": b.kind, "lines": lines.span(b.start, b.end), "text": b.text[:80]}
             for f in parsed
+            if f.chrome
+            for lines in [LineIndex(f.text)]
             for b in f.chrome
         ],
         "versions": package_versions(),

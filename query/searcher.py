@@ -9,7 +9,7 @@ from pathlib import Path
 from indexer.embedder import Embedder, ModelError, resolve_model
 from indexer.errors import IndexFormatError, SemindexError
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
-from indexer.store import StoredIndex, rebuild_hint
+from indexer.store import StoredIndex, live_generation, rebuild_hint
 from query.fusion import reciprocal_rank_fusion, zscore_fusion
 from query.results import Citation, Hit
 
@@ -26,7 +26,7 @@ ARTICLE_DENSE_WEIGHT = 0.5
 fused with BM25 over the article's full text); 0.5 measured best on SciFact train, with
 0.4-0.6 within 0.005 (bench/quality.py)."""
 
-_OPEN: dict[tuple[str, str], Searcher] = {}
+_OPEN: dict[tuple[str, str, str], Searcher] = {}
 
 
 def default_index() -> Path:
@@ -48,10 +48,10 @@ def open_searcher(
     ``nprobe=64`` or ``efSearch=256``: higher recall for more time per query).
     """
     path = Path(index) if index is not None else default_index()
-    stored = StoredIndex.open(path)
-    key = (str(stored.generation.resolve()), model or "", faiss_params or "")
+    # Reading CURRENT is cheap; opening (and checksumming) is done once per generation.
+    key = (str(live_generation(path).resolve()), model or "", faiss_params or "")
     if key not in _OPEN:
-        _OPEN[key] = Searcher(stored, model=model, faiss_params=faiss_params)
+        _OPEN[key] = Searcher(StoredIndex.open(path), model=model, faiss_params=faiss_params)
     return _OPEN[key]
 
 
