@@ -32,6 +32,10 @@ class KeywordSettings:
 
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "when", "where", "which", "why", "how", "do", "does", "did"})
+"""Words that shape a question but say nothing about its answer. Lucene's English stopword
+list (bm25s's "en") keeps them, so "Who is X's director?" would favour any passage saying
+"who"; they are dropped from queries only (the index is unchanged)."""
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -90,9 +94,10 @@ class KeywordIndex:
         return arrays["data"], arrays["indices"], arrays["indptr"], int(size)
 
     def term_ids(self, query: str) -> list[int]:
-        """The query's terms as bm25s tokenizes them (lower-cased, stopwords out, stemmed)."""
+        """The query's terms as bm25s tokenizes them (lower-cased, stopwords and question
+        words out, stemmed)."""
         pattern, stopwords = self._tokenizer
-        words = [w for w in pattern.findall(query.lower()) if w not in stopwords]
+        words = [w for w in pattern.findall(query.lower()) if w not in stopwords and w not in QUESTION_WORDS]
         vocabulary = self._vocabulary
         return [vocabulary[stem] for stem in self._stem(words) if stem in vocabulary]
 
