@@ -8,7 +8,9 @@ from pathlib import Path
 import bm25s
 import Stemmer
 
-from indexer.keyword import KeywordIndex, KeywordSettings
+from bm25s.tokenization import _infer_stopwords
+
+from indexer.keyword import QUESTION_WORDS, KeywordIndex, KeywordSettings
 
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "scifact"
 
@@ -22,10 +24,11 @@ def test_scores_match_bm25s(tmp_path):
     ours.build(docs)
     reference = bm25s.BM25.load(str(tmp_path / "bm25"), allow_pickle=False)
     stemmer = Stemmer.Stemmer("english")
+    query_stopwords = sorted(set(_infer_stopwords("en")) | QUESTION_WORDS)
     compared = 0
     for query in queries:
         ids, scores = reference.retrieve(
-            bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False), k=10, show_progress=False
+            bm25s.tokenize([query], stopwords=query_stopwords, stemmer=stemmer, show_progress=False), k=10, show_progress=False
         )
         expected = [round(float(s), 4) for s in scores[0] if s > 0]
         got = [round(score, 4) for _, score in ours.search(query, k=10)]
@@ -40,3 +43,10 @@ def test_unknown_and_stopword_queries_return_nothing(tmp_path):
     assert index.search("the and of", k=5) == []
     assert index.search("zebra", k=5) == []
     assert [pid for pid, _ in index.search("reverses policies", k=5)] == [1]
+
+
+def test_question_words_do_not_match(tmp_path):
+    index = KeywordIndex(tmp_path / "bm25", KeywordSettings())
+    index.build(["Biderman, who is executive director of EleutherAI", "Pineau, Meta AI's managing director"])
+    assert index.search("Who? What? Which, how, why, when, where?", k=2) == []
+    assert index.search("Who is the managing director?", k=2)[0][0] == 1
