@@ -303,7 +303,6 @@ def build_from_parsed(
         remove_stale_generations(index, keep=_generations_in_use(index, live_name, previous))
         model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None)
         cache = None if full else _reusable_vectors(index, previous, model_view, model=model, warn=warn)
-        model_view.prefer_export = cache is not None
         encoder = CachedEncoder(model_view, cache or VectorCache.empty(model_view.dimension))
         articles = merge_articles(parsed)
         links = link_bodies(parsed, articles, LinkEncoder(encoder))

@@ -4,7 +4,7 @@ The exported graph maps token ids straight to the sentence embedding: the transf
 pooling and any later modules listed in ``modules.json`` are traced from sentence-transformers
 itself, and an L2 normalisation is appended when the model has no ``Normalize`` module, so
 the output equals ``SentenceTransformer.encode(..., normalize_embeddings=True)``. The query
-side (:mod:`query.fast_embedder`) then needs only ``tokenizers``, ``onnxruntime`` and numpy.
+side (:mod:`indexer.onnx_embedder`) then needs only ``tokenizers``, ``onnxruntime`` and numpy.
 
 Export needs torch, sentence-transformers and the ``onnx`` package: torch's TorchScript-based
 exporter (``dynamo=False``) serialises the graph through ``onnx``; the newer dynamo exporter

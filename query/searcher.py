@@ -92,7 +92,7 @@ class Searcher:
         """The ONNX export of the index's model when this machine has it (no torch import),
         else the sentence-transformers model, exporting it for the next process."""
         from indexer.onnx_export import CONFIG_FILE, ensure_export, export_folder
-        from query.fast_embedder import OnnxEmbedder
+        from indexer.onnx_embedder import OnnxEmbedder
 
         recorded = self.stored.manifest["model"]
         folder = export_folder(recorded["id"], recorded["fingerprint"])

@@ -11,7 +11,7 @@ import pytest
 
 from indexer.embedder import Embedder
 from indexer.onnx_export import export_onnx
-from query.fast_embedder import OnnxEmbedder
+from indexer.onnx_embedder import OnnxEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_batching_does_not_change_rows(folder: Path) -> None:
 def test_query_path_does_not_import_torch(folder: Path) -> None:
     code = (
         "import sys\n"
-        "from query.fast_embedder import OnnxEmbedder\n"
+        "from indexer.onnx_embedder import OnnxEmbedder\n"
         f"vectors = OnnxEmbedder({str(folder)!r}).encode(['who runs EleutherAI?'])\n"
         "assert vectors.shape == (1, 384), vectors.shape\n"
         "heavy = {'torch', 'sentence_transformers', 'transformers'} & set(sys.modules)\n"

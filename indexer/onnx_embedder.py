@@ -1,4 +1,4 @@
-"""Query-time embedder that runs an ONNX export with onnxruntime, never importing torch.
+"""Embedder that runs an ONNX export with onnxruntime, never importing torch.
 
 The folder comes from :func:`indexer.onnx_export.export_onnx`; its graph already pools and
 normalises, so embedding a text is: tokenize, run one session, return the rows. Importing this
