@@ -34,7 +34,7 @@ data = load_beir(__import__("pathlib").Path({scifact!r}))
 docs = dict(list(data.corpus.items())[:{docs}])
 data = type(data)(corpus=docs, queries=data.queries, qrels=data.qrels)
 start = time.perf_counter()
-report = build_from_parsed(beir_documents(data), index=__import__("pathlib").Path({index!r}){model_arg})
+report = build_from_parsed(beir_documents(data), index=__import__("pathlib").Path({index!r}), precision={precision!r})
 seconds = time.perf_counter() - start
 print(json.dumps({{"seconds": seconds, "passages": report.passages, "docs": len(docs),
                   "rss_mib": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024}}))
@@ -45,6 +45,7 @@ import sys
 sys.path.insert(0, {root!r})
 from indexer.incremental import BuildModel
 assert BuildModel().export is not None, "no ONNX export: semindex would embed with sentence-transformers"
+BuildModel(precision="int8").export
 """
 
 RAW = """
@@ -95,10 +96,11 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", PREPARE.format(root=str(ROOT))], check=True)
     with tempfile.TemporaryDirectory(prefix="semindex-speed-") as scratch:
         index = Path(scratch) / "index"
-        ours = run(SEMINDEX.format(root=str(ROOT), scifact=str(SCIFACT), docs=args.docs, index=str(index), model_arg=""))
+        ours = run(SEMINDEX.format(root=str(ROOT), scifact=str(SCIFACT), docs=args.docs, index=str(index), precision="fp32"))
         generation = (index / "CURRENT").read_text().strip()
         raw = run(RAW.format(root=str(ROOT), passages=str(index / generation / "passages.jsonl"), docs=args.docs))
-        rows += [("raw SentenceTransformer.encode", raw), ("semindex build", ours)]
+        int8 = run(SEMINDEX.format(root=str(ROOT), scifact=str(SCIFACT), docs=args.docs, index=str(Path(scratch) / "int8"), precision="int8"))
+        rows += [("raw SentenceTransformer.encode", raw), ("semindex build", ours), ("semindex build --precision int8", int8)]
         if not args.skip_txtai:
             try:
                 rows.append(("txtai Embeddings.index (defaults)", run(TXTAI.format(root=str(ROOT), scifact=str(SCIFACT), docs=args.docs, index=str(Path(scratch) / "txtai")))))
@@ -110,7 +112,11 @@ def main() -> None:
     for name, row in rows:
         print(f"| {name} | {row['seconds']:.1f} | {row['docs'] / row['seconds']:.1f} | "
               f"{row['passages'] / row['seconds']:.1f} | {row['rss_mib']:.0f} |")
-    print(f"semindex / raw encode throughput (passages/s): {ours['seconds'] and raw['seconds'] / ours['seconds']:.2f}")
+    print(f"semindex / raw encode throughput (passages/s): {raw['seconds'] / ours['seconds']:.2f} (fp32), "
+          f"{raw['seconds'] / int8['seconds']:.2f} (int8)")
+    txtai = dict(rows).get("txtai Embeddings.index (defaults)")
+    if txtai:
+        print(f"semindex / txtai (docs/s): {txtai['seconds'] / ours['seconds']:.2f} (fp32), {txtai['seconds'] / int8['seconds']:.2f} (int8)")
 
 
 if __name__ == "__main__":

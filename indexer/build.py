@@ -215,6 +215,7 @@ def build_index(
     progress: bool = False,
     embedder: Embedder | None = None,
     full: bool = False,
+    precision: str = "fp32",
 ) -> BuildReport:
     """Index every text file of ``corpus`` into a new generation of ``index``.
 
@@ -224,7 +225,8 @@ def build_index(
     Incremental unless ``full``: when the corpus files, settings and model equal the live
     generation's, nothing is written (``report.unchanged``); otherwise only passages whose
     embedded text is new are embedded (see :mod:`indexer.incremental`). An index built
-    with another model is refused unless ``full``.
+    with another model is refused unless ``full``. ``precision`` is the ONNX export the
+    passages are embedded with (``indexer.onnx_export.PRECISIONS``); queries use the same.
     """
     began = time.perf_counter()
     settings = settings or ChunkSettings()
@@ -234,7 +236,7 @@ def build_index(
     if not full:
         report = _unchanged_report(
             index=index, corpus=corpus, inputs=inputs, model=model, embedder=embedder, settings=settings, keyword=keyword,
-            factory=factory, warn=warn, began=began,
+            factory=factory, warn=warn, began=began, precision=precision,
         )
         if report is not None:
             return report
@@ -244,7 +246,7 @@ def build_index(
     return build_from_parsed(
         parsed, index=index, model=model, settings=settings, factory=factory, keyword=keyword,
         skipped=skipped, progress=progress, embedder=embedder, full=full, warn=warn,
-        inputs=dict(sorted(recorded_inputs.items())), began=began, corpus=corpus,
+        inputs=dict(sorted(recorded_inputs.items())), began=began, corpus=corpus, precision=precision,
     )
 
 
@@ -287,6 +289,7 @@ def build_from_parsed(
     inputs: dict[str, str | None] | None = None,
     began: float | None = None,
     corpus: Path | None = None,
+    precision: str = "fp32",
 ) -> BuildReport:
     """Passages, vectors and keyword index of already parsed files, written as a new generation.
 
@@ -301,7 +304,8 @@ def build_from_parsed(
         live_name = _live_name(index)
         previous = _usable_previous(index, warn=warn) if live_name else None
         remove_stale_generations(index, keep=_generations_in_use(index, live_name, previous))
-        model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None)
+        model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None,
+                                precision=precision)
         cache = None if full else _reusable_vectors(index, previous, model_view, model=model, warn=warn)
         encoder = CachedEncoder(model_view, cache or VectorCache.empty(model_view.dimension))
         articles = merge_articles(parsed)
@@ -433,6 +437,10 @@ def _reusable_vectors(
             f"{index}: built with model {recorded.get('id')!r}, not {model_view.ref.id!r}; pass --model "
             f"{recorded.get('id')} to update it, or to re-embed everything {store.rebuild_hint(index)}{extra}"
         )
+    if recorded.get("precision", "fp32") != model_view.precision:
+        warn(f"{previous.generation.name} was embedded at {recorded.get('precision', 'fp32')}, this build asks for "
+             f"{model_view.precision}; every passage is embedded again")
+        return None
     if recorded.get("fingerprint") != model_view.fingerprint:
         warn(f"the weights of model {model_view.ref.id!r} changed since {previous.generation.name}; "
              "every passage is embedded again")
@@ -488,6 +496,7 @@ def _unchanged_report(
     factory: str | None,
     warn: Warn,
     began: float,
+    precision: str,
 ) -> BuildReport | None:
     """A report for an index that is up to date with the corpus, settings and model; else None.
 
@@ -501,7 +510,7 @@ def _unchanged_report(
     except IndexFormatError:
         return None
     manifest = live.manifest
-    model_view = BuildModel(model=model, embedder=embedder, recorded=manifest)
+    model_view = BuildModel(model=model, embedder=embedder, recorded=manifest, precision=precision)
     if (
         manifest.get("inputs") != inputs
         or manifest.get("corpus") != _relative_corpus(corpus, index)

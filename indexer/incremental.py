@@ -204,10 +204,11 @@ class BuildModel:
     """
 
     def __init__(self, *, model: str | None = None, embedder: Embedder | None = None,
-                 recorded: dict[str, Any] | None = None) -> None:
+                 recorded: dict[str, Any] | None = None, precision: str = "fp32") -> None:
         self.embedder = embedder or Embedder(model=model)
         self.ref = self.embedder.ref
         self.recorded = recorded
+        self.precision = precision
 
     @property
     def loaded(self) -> bool:
@@ -255,7 +256,13 @@ class BuildModel:
             "files": self.files_fingerprint,
             "tokenizer": "tokenizer.json" if self.tokenizer_file is not None else "model",
             "sentence_transformers": package_versions().get("sentence-transformers"),
+            **self.precision_entry(),
         }
+
+    def precision_entry(self) -> dict[str, str]:
+        """``{"precision": "int8"}`` for a quantized build; nothing for fp32 (the default, and
+        what manifests written before precision existed mean)."""
+        return {} if self.precision == "fp32" else {"precision": self.precision}
 
     @cached_property
     def vouched(self) -> bool:
@@ -313,7 +320,7 @@ class BuildModel:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.ref.id, "fingerprint": self.fingerprint, "dimension": self.dimension,
-                "max_seq_length": self.max_seq_length}
+                "max_seq_length": self.max_seq_length, **self.precision_entry()}
 
     @cached_property
     def export(self) -> Any:
@@ -326,6 +333,14 @@ class BuildModel:
         third of the memory. Its vectors equal sentence-transformers' to ~2e-7 (as close as two
         torch batchings are to each other; ``tests/test_onnx_equivalence.py``).
         """
+        if self.precision != "fp32":
+            if self.ref.local_path is None:
+                raise ModelError(f"{self.precision} embedding needs a model folder to export to ONNX, not {self.ref.id!r}")
+            from indexer.onnx_embedder import OnnxEmbedder
+            from indexer.onnx_export import ensure_export
+
+            return OnnxEmbedder(ensure_export(model_id=self.ref.id, model_path=self.ref.local_path, fingerprint=self.fingerprint,
+                                              max_seq_length=self.max_seq_length, precision=self.precision))
         if os.environ.get("SEMINDEX_NO_ONNX") or self.ref.local_path is None:
             return None
         try:
@@ -344,6 +359,8 @@ class BuildModel:
             return None
 
     def encode(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        if self.precision != "fp32":
+            return self.export.encode(texts)
         if self.export is not None:
             try:
                 vectors = self.export.encode(texts)

@@ -6,6 +6,7 @@ stays fast and never imports torch.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -22,6 +23,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+class Precision(str, enum.Enum):
+    """Embedding precision (``indexer.onnx_export.PRECISIONS``, kept in step by a test)."""
+
+    fp32 = "fp32"
+    int8 = "int8"
+
 
 IndexOption = Annotated[
     Optional[Path], typer.Option("--index", help="Index folder (default: $SEMINDEX_INDEX, ./index, or the bundled index).")
@@ -61,6 +71,7 @@ def build(
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
+    precision: Annotated[Precision, typer.Option("--precision", help="Embed with the fp32 ONNX export, or its int8 quantization (~2x faster, cosine ~0.99).")] = Precision.fp32,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index
@@ -74,7 +85,8 @@ def build(
 
         with tempfile.TemporaryDirectory(prefix="semindex-check-") as scratch:
             fresh = Path(scratch) / "index"
-            build_index(corpus=corpus, index=fresh, model=model, settings=settings, factory=faiss_factory, warn=_warn)
+            build_index(corpus=corpus, index=fresh, model=model, settings=settings, factory=faiss_factory, warn=_warn,
+                        precision=precision.value)
             problems = compare_indexes(expected=fresh, actual=index)
         if problems:
             for problem in problems:
@@ -85,7 +97,7 @@ def build(
         return
     report = build_index(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
-        full=full,
+        full=full, precision=precision.value,
     )
     console = _console()
     if report.unchanged:
@@ -240,6 +252,7 @@ def evaluate(
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "train",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
+    precision: Annotated[Precision, typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index.")] = Precision.fp32,
     as_json: JsonOption = False,
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain accuracy and latency for TARGET."""
@@ -247,7 +260,7 @@ def evaluate(
 
     modes = [_check_mode(m) for m in mode]
     if target.is_dir():
-        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json) for m in modes]
+        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json, precision=precision.value) for m in modes]
     elif target.is_file():
         reports = [evaluate_gold(target, index=index, mode=m) for m in modes]
     else:

@@ -99,11 +99,13 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     return EvalReport(target=str(path), mode=mode, scores=scores, queries=len(questions), latencies_ms=latencies)
 
 
-def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings) -> Path:
-    """Cache folder of a BEIR corpus's index, keyed by corpus hash, model and chunking."""
+def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, precision: str = "fp32") -> Path:
+    """Cache folder of a BEIR corpus's index, keyed by corpus hash, model, chunking and
+    embedding precision (fp32 keys are those from before precision existed)."""
     from query.beir import corpus_hash
 
-    key = hashlib.sha256(f"{corpus_hash(folder)}|{model}|{settings.to_dict()}".encode()).hexdigest()[:16]
+    extra = "" if precision == "fp32" else f"|{precision}"
+    key = hashlib.sha256(f"{corpus_hash(folder)}|{model}|{settings.to_dict()}{extra}".encode()).hexdigest()[:16]
     return cache / "beir" / f"{re.sub(r'[^A-Za-z0-9_-]', '_', folder.name)}-{key}"
 
 
@@ -133,7 +135,7 @@ def beir_documents(dataset) -> list:
 
 def evaluate_beir(
     folder: Path, *, split: str = "train", mode: str = "hybrid", model: str | None = None,
-    cache: Path | None = None, limit: int | None = None, progress: bool = False,
+    cache: Path | None = None, limit: int | None = None, progress: bool = False, precision: str = "fp32",
 ) -> EvalReport:
     """Index a BEIR corpus (once, cached) and rank its documents for each query with
     :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25)."""
@@ -149,9 +151,10 @@ def evaluate_beir(
     except BeirFormatError as exc:
         raise SemindexError(str(exc)) from None
     settings = ChunkSettings()
-    index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings)
+    index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
     if not (index / POINTER).is_file():
-        build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings, progress=progress)
+        build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings, progress=progress,
+                          precision=precision)
     searcher = open_searcher(index)
     searcher.rank("warm-up", k=1, mode=mode)
     query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)
