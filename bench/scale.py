@@ -155,7 +155,7 @@ def write_real_corpus(folder: Path) -> list[str]:
     folder.mkdir(parents=True)
     titles = []
     for row in rows:
-        year, month, day = (int(part) for part in row["publish_date"].split("/"))
+        year, month, day = (int(part) for part in row["publish_date"].split()[0].split("/"))
         front = {"title": row["title"], "publishedDate": f"{year:04d}-{month:02d}-{day:02d}", "url": row["article_source_link"]}
         body = "\n\n".join(part for part in (row["subtitle"], row["text"]) if part.strip())
         (folder / f"news-{int(row['article_id']):05d}.md").write_text(
