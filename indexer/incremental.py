@@ -294,21 +294,25 @@ class BuildModel:
             return None
         return config if config.get("fingerprint") == self.fingerprint else None
 
+    def _recorded_limit(self, key: str) -> int | None:
+        """``key`` of the model entry (``max_seq_length``, ``dimension``) from the previous
+        manifest when it vouches for this model, else from the cached export; None when only
+        loading the model can tell."""
+        if self.loaded:
+            return None
+        if self.vouched:
+            return int(self.recorded["model"][key])  # type: ignore[index]
+        if self.export_config:
+            return int(self.export_config[key])
+        return None
+
     @cached_property
     def max_seq_length(self) -> int:
-        if not self.loaded and self.vouched:
-            return int(self.recorded["model"]["max_seq_length"])  # type: ignore[index]
-        if not self.loaded and self.export_config:
-            return int(self.export_config["max_seq_length"])
-        return self.embedder.max_seq_length
+        return self._recorded_limit("max_seq_length") or self.embedder.max_seq_length
 
     @cached_property
     def dimension(self) -> int:
-        if not self.loaded and self.vouched:
-            return int(self.recorded["model"]["dimension"])  # type: ignore[index]
-        if not self.loaded and self.export_config:
-            return int(self.export_config["dimension"])
-        return self.embedder.dimension
+        return self._recorded_limit("dimension") or self.embedder.dimension
 
     @cached_property
     def tokens(self) -> Tokens | HFTokens:
@@ -333,29 +337,27 @@ class BuildModel:
         third of the memory. Its vectors equal sentence-transformers' to ~2e-7 (as close as two
         torch batchings are to each other; ``tests/test_onnx_equivalence.py``).
         """
-        if self.precision != "fp32":
-            if self.ref.local_path is None:
+        required = self.precision != "fp32"  # int8 has no sentence-transformers fallback
+        if self.ref.local_path is None or (os.environ.get("SEMINDEX_NO_ONNX") and not required):
+            if required:
                 raise ModelError(f"{self.precision} embedding needs a model folder to export to ONNX, not {self.ref.id!r}")
-            from indexer.onnx_embedder import OnnxEmbedder
-            from indexer.onnx_export import ensure_export
-
-            return OnnxEmbedder(ensure_export(model_id=self.ref.id, model_path=self.ref.local_path, fingerprint=self.fingerprint,
-                                              max_seq_length=self.max_seq_length, precision=self.precision))
-        if os.environ.get("SEMINDEX_NO_ONNX") or self.ref.local_path is None:
             return None
         try:
             from indexer.onnx_embedder import OnnxEmbedder
             from indexer.onnx_export import ensure_export
 
-            folder = ensure_export(model_id=self.ref.id, model_path=self.ref.local_path, fingerprint=self.fingerprint,
-                                   max_seq_length=self.max_seq_length)
-            embedder = OnnxEmbedder(folder)
+            embedder = OnnxEmbedder(ensure_export(
+                model_id=self.ref.id, model_path=self.ref.local_path, fingerprint=self.fingerprint,
+                max_seq_length=self.max_seq_length, precision=self.precision,
+            ))
             config = embedder.config
             if (config.get("fingerprint") != self.fingerprint or config.get("max_seq_length") != self.max_seq_length
                     or config.get("dimension") != self.dimension or not config.get("normalize", True)):
-                return None
+                raise ModelError(f"the ONNX export of {self.ref.id!r} does not match the model")
             return embedder
         except Exception:  # noqa: BLE001 - no usable export: embed with sentence-transformers
+            if required:
+                raise
             return None
 
     def encode(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
