@@ -215,7 +215,7 @@ def build_index(
     progress: bool = False,
     embedder: Embedder | None = None,
     full: bool = False,
-    precision: str = "fp32",
+    precision: str | None = None,
 ) -> BuildReport:
     """Index every text file of ``corpus`` into a new generation of ``index``.
 
@@ -226,7 +226,8 @@ def build_index(
     generation's, nothing is written (``report.unchanged``); otherwise only passages whose
     embedded text is new are embedded (see :mod:`indexer.incremental`). An index built
     with another model is refused unless ``full``. ``precision`` is the ONNX export the
-    passages are embedded with (``indexer.onnx_export.PRECISIONS``); queries use the same.
+    passages are embedded with (``indexer.onnx_export.PRECISIONS``; by default the live
+    generation's, else int8: ``BuildModel.default_precision``). Queries always embed at fp32.
     """
     began = time.perf_counter()
     settings = settings or ChunkSettings()
@@ -289,7 +290,7 @@ def build_from_parsed(
     inputs: dict[str, str | None] | None = None,
     began: float | None = None,
     corpus: Path | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
 ) -> BuildReport:
     """Passages, vectors and keyword index of already parsed files, written as a new generation.
 
@@ -484,6 +485,14 @@ def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIn
     return keep
 
 
+def live_precision(index: Path) -> str | None:
+    """The embedding precision of ``index``'s live generation, or None when it has none."""
+    try:
+        return str(store.StoredIndex.open(index).manifest["model"].get("precision", "fp32"))
+    except (IndexFormatError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _unchanged_report(
     *,
     index: Path,
@@ -496,7 +505,7 @@ def _unchanged_report(
     factory: str | None,
     warn: Warn,
     began: float,
-    precision: str,
+    precision: str | None,
 ) -> BuildReport | None:
     """A report for an index that is up to date with the corpus, settings and model; else None.
 

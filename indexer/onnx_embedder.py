@@ -43,13 +43,18 @@ class OnnxEmbedder:
 
         return tokenizers.Tokenizer.from_file(str(self.folder / self.config["tokenizer_file"]))
 
+    @property
+    def quantized(self) -> bool:
+        return self.config.get("precision", "fp32") != "fp32"
+
     @cached_property
     def session(self) -> onnxruntime.InferenceSession:
-        """A CPU session using every core for each operator."""
+        """A CPU session: fp32 spreads each operator over every core; int8 runs each text on
+        one core and texts side by side (see ``encode``)."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = 1 if self.quantized else os.cpu_count() or 1
         return onnxruntime.InferenceSession(
             str(self.folder / self.config["onnx_file"]),
             sess_options=options,
@@ -62,21 +67,38 @@ class OnnxEmbedder:
         An int8 export runs one text at a time: dynamic quantization scales activations by
         the range of the whole batch tensor, so batching would make a vector depend on its
         neighbours (cosine down to 0.989 against the same text alone); unbatched, a vector
-        is a function of its text, as incremental builds need. It costs ~15% of throughput.
+        is a function of its text, as incremental builds need. Single texts are too small to
+        split over cores, so one thread per core runs its own texts (the session is
+        thread-safe and releases the GIL): 1.4x the throughput of one text on all cores.
         """
         import numpy as np
 
-        if self.config.get("precision", "fp32") != "fp32":
-            batch_size = 1
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if self.quantized:
+            if len(texts) > 1 and (os.cpu_count() or 1) > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+                    for row, vector in enumerate(pool.map(lambda text: self._run([text])[0], texts)):
+                        vectors[row] = vector
+            else:
+                for row, text in enumerate(texts):
+                    vectors[row] = self._run([text])[0]
+            return vectors
         # Batching texts of similar length keeps padding, and so wasted work, small.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
-            feeds = {
-                name: np.array([getattr(e, attribute) for e in encodings], dtype=np.int64)
-                for name, attribute in self.config["inputs"].items()
-            }
-            vectors[rows] = self.session.run([self.config["output"]], feeds)[0]
+            vectors[rows] = self._run([texts[i] for i in rows])
         return vectors
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        """One session run over ``texts`` (padded to the longest)."""
+        import numpy as np
+
+        encodings = self.tokenizer.encode_batch(texts)
+        feeds = {
+            name: np.array([getattr(e, attribute) for e in encodings], dtype=np.int64)
+            for name, attribute in self.config["inputs"].items()
+        }
+        return self.session.run([self.config["output"]], feeds)[0]

@@ -71,13 +71,14 @@ def build(
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
-    precision: Annotated[Precision, typer.Option("--precision", help="Embed with the fp32 ONNX export, or its int8 quantization (~2x faster, cosine ~0.99).")] = Precision.fp32,
+    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~3x faster, cosine >= 0.97 to fp32). Default: INDEX's current precision, else int8.")] = None,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
-    from indexer.build import build_index
+    from indexer.build import build_index, live_precision
     from indexer.chunking import ChunkSettings
 
     settings = ChunkSettings(max_tokens=max_tokens) if max_tokens else None
+    chosen = precision.value if precision else None
     if check:
         import tempfile
 
@@ -86,7 +87,7 @@ def build(
         with tempfile.TemporaryDirectory(prefix="semindex-check-") as scratch:
             fresh = Path(scratch) / "index"
             build_index(corpus=corpus, index=fresh, model=model, settings=settings, factory=faiss_factory, warn=_warn,
-                        precision=precision.value)
+                        precision=chosen or live_precision(index))
             problems = compare_indexes(expected=fresh, actual=index)
         if problems:
             for problem in problems:
@@ -97,7 +98,7 @@ def build(
         return
     report = build_index(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
-        full=full, precision=precision.value,
+        full=full, precision=chosen,
     )
     console = _console()
     if report.unchanged:
@@ -252,7 +253,7 @@ def evaluate(
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "train",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
-    precision: Annotated[Precision, typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index.")] = Precision.fp32,
+    precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain accuracy and latency for TARGET."""
@@ -260,7 +261,8 @@ def evaluate(
 
     modes = [_check_mode(m) for m in mode]
     if target.is_dir():
-        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json, precision=precision.value) for m in modes]
+        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json,
+                                  precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
         reports = [evaluate_gold(target, index=index, mode=m) for m in modes]
     else:

@@ -135,7 +135,7 @@ def beir_documents(dataset) -> list:
 
 def evaluate_beir(
     folder: Path, *, split: str = "train", mode: str = "hybrid", model: str | None = None,
-    cache: Path | None = None, limit: int | None = None, progress: bool = False, precision: str = "fp32",
+    cache: Path | None = None, limit: int | None = None, progress: bool = False, precision: str | None = None,
 ) -> EvalReport:
     """Index a BEIR corpus (once, cached) and rank its documents for each query with
     :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25)."""
@@ -151,6 +151,10 @@ def evaluate_beir(
     except BeirFormatError as exc:
         raise SemindexError(str(exc)) from None
     settings = ChunkSettings()
+    if precision is None:
+        from indexer.incremental import BuildModel
+
+        precision = BuildModel(model=model).precision
     index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
     if not (index / POINTER).is_file():
         build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings, progress=progress,

@@ -87,3 +87,10 @@ def test_search_warns_when_the_corpus_changed_since_the_build(tmp_path):
     assert "corpus changed since this index was built (added 005_new.md)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert json.loads(result.stdout)["warnings"]
+
+
+def test_check_rebuilds_at_the_precision_of_the_checked_index(bundled_index: Path):
+    for index in (bundled_index, INDEX):  # int8 (the default for new indexes), and the committed fp32 one
+        result = semindex("build", str(INDEX.parent / "corpus"), "--index", str(index), "--check")
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout

@@ -1,13 +1,17 @@
-"""int8 builds: vectors near fp32's, recorded in the manifest, queried at the same precision."""
+"""Embedding precision: int8 is the default for new indexes, its vectors stay near fp32's,
+a rebuild keeps the index's precision, and questions always embed at fp32."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from indexer.build import build_index
+from indexer.incremental import BuildModel
+from indexer.onnx_embedder import OnnxEmbedder
 from indexer.onnx_export import PRECISIONS
 from indexer.store import StoredIndex
 from query.cli import Precision
@@ -17,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def int8_index(embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    index = tmp_path_factory.mktemp("int8") / "index"
-    build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, precision="int8")
+def fp32_index(embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index = tmp_path_factory.mktemp("fp32") / "index"
+    build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, precision="fp32")
     return index
 
 
@@ -27,8 +31,20 @@ def test_cli_choices_are_the_precisions() -> None:
     assert tuple(p.value for p in Precision) == PRECISIONS
 
 
-def test_int8_vectors_stay_close_to_fp32(int8_index: Path, bundled_index: Path) -> None:
-    quantized, exact = StoredIndex.open(int8_index), StoredIndex.open(bundled_index)
+def test_default_precision_is_int8_for_a_new_index_and_the_live_one_otherwise(embedder, monkeypatch) -> None:
+    monkeypatch.delenv("SEMINDEX_NO_ONNX", raising=False)
+    assert BuildModel(embedder=embedder).precision == "int8"
+    fp32_manifest = {"model": {"id": embedder.ref.id}}
+    assert BuildModel(embedder=embedder, recorded=fp32_manifest).precision == "fp32"
+    other_model = {"model": {"id": "some/other-model"}}
+    assert BuildModel(embedder=embedder, recorded=other_model).precision == "int8"
+    assert BuildModel(embedder=embedder, recorded=fp32_manifest, precision="int8").precision == "int8"
+    monkeypatch.setenv("SEMINDEX_NO_ONNX", "1")
+    assert BuildModel(embedder=embedder).precision == "fp32"
+
+
+def test_int8_vectors_stay_close_to_fp32(bundled_index: Path, fp32_index: Path) -> None:
+    quantized, exact = StoredIndex.open(bundled_index), StoredIndex.open(fp32_index)
     assert quantized.manifest["model"]["precision"] == "int8"
     assert "precision" not in exact.manifest["model"]
     assert [p["text"] for p in quantized.passages()] == [p["text"] for p in exact.passages()]
@@ -38,21 +54,33 @@ def test_int8_vectors_stay_close_to_fp32(int8_index: Path, bundled_index: Path) 
     assert cosine.min() >= 0.97 and cosine.mean() >= 0.99, (cosine.min(), cosine.mean())
 
 
-def test_int8_index_answers_with_int8_queries(int8_index: Path) -> None:
-    searcher = Searcher(StoredIndex.open(int8_index))
-    assert searcher.query_embedder.config["precision"] == "int8"
+def test_an_int8_vector_depends_only_on_its_text(bundled_index: Path) -> None:
+    stored = StoredIndex.open(bundled_index)
+    texts = [stored.passage(i).get("embedded") or stored.passage(i)["text"] for i in range(0, stored.count, 7)][:12]
+    recorded = stored.manifest["model"]
+    from indexer.onnx_export import export_folder
+
+    int8 = OnnxEmbedder(export_folder(recorded["id"], recorded["fingerprint"], "int8"))
+    together = int8.encode(texts)
+    alone = np.vstack([int8.encode([text]) for text in texts])
+    assert np.array_equal(together, alone)
+    assert np.allclose(together, stored.vectors.reconstruct_n(0, stored.count)[0:stored.count:7][:12], atol=1e-6)
+
+
+def test_int8_index_answers_with_fp32_questions(bundled_index: Path) -> None:
+    searcher = Searcher(StoredIndex.open(bundled_index))
+    assert searcher.query_embedder.config.get("precision", "fp32") == "fp32"
     hits = searcher.search("Who is the executive director of EleutherAI?", k=3)
     assert any("Stella Biderman" in hit.text for hit in hits)
 
 
-def test_unchanged_int8_build_is_a_no_op_and_fp32_re_embeds(int8_index: Path, embedder, tmp_path: Path) -> None:
-    import shutil
-
+def test_a_rebuild_keeps_the_precision_and_an_explicit_one_re_embeds(bundled_index: Path, embedder, tmp_path: Path) -> None:
     index = tmp_path / "index"
-    shutil.copytree(int8_index, index)
-    assert build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, precision="int8").unchanged
+    shutil.copytree(bundled_index, index)
+    assert build_index(corpus=ROOT / "corpus", index=index, embedder=embedder).unchanged
     warnings: list[str] = []
-    report = build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, warn=warnings.append)
+    report = build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, warn=warnings.append, precision="fp32")
     assert report.reused == 0 and report.embedded > 0
     assert any("int8" in warning for warning in warnings), warnings
     assert "precision" not in StoredIndex.open(index).manifest["model"]
+    assert build_index(corpus=ROOT / "corpus", index=index, embedder=embedder).unchanged
