@@ -17,9 +17,11 @@ perturbation (sigma 0.02 per dimension, then re-normalised) up to the wanted siz
 neighbourhood structure of real text, at sizes this machine cannot embed in a session.
 Queries are 200 real SciFact claims embedded with the same model. Recall@10 is measured
 against exact (Flat) search on the same vectors. Each index type is built in its own
-process, streaming the vectors from disk in 100k-row blocks (IVF trains on a 100k sample
-first); its peak RSS is the process's VmHWM (ru_maxrss would inherit the parent's), so it
-is the index's own memory plus one block, not the source's.
+process by ``indexer.faiss_build.build_faiss_index`` (what ``semindex build`` uses),
+streaming the vectors from disk in 100k-row blocks: IVF trains on 64 vectors per list, and
+IVF*,Flat lists are sized exactly before the vectors are copied in. Peak RSS is the
+process's VmHWM (ru_maxrss would inherit the parent's), so it is the index's own memory
+plus one block, not the source's.
 """
 
 from __future__ import annotations
@@ -54,20 +56,12 @@ def chunks(path, rows=100_000):
 queries = np.load(sys.argv[2])
 truth = np.load(sys.argv[3])
 factory, param, path = sys.argv[4], sys.argv[5], sys.argv[6]
+sys.path.insert(0, sys.argv[7])
+from indexer.faiss_build import build_faiss_index
 began = time.perf_counter()
-index = None
-for start, shape, block in chunks(sys.argv[1]):
-    if index is None:
-        index = faiss.index_factory(shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-        step = max(1, shape[0] // 100_000)
-        sample = []
-    if not index.is_trained:
-        sample.append(block[(-start) % step::step].copy())
-if not index.is_trained:
-    index.train(np.concatenate(sample))
-del sample
-for _, _, block in chunks(sys.argv[1]):
-    index.add(block)
+_, shape, _ = next(chunks(sys.argv[1], rows=1))
+index = build_faiss_index(factory, dimension=shape[1], count=shape[0],
+                          blocks=lambda: (block for _, _, block in chunks(sys.argv[1])))
 build = time.perf_counter() - began
 faiss.write_index(index, path)
 size = __import__("os").path.getsize(path)
@@ -243,6 +237,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--source", type=Path, default=None)
+    parser.add_argument("--factory", action="append", choices=[factory for factory, _ in CONFIGS],
+                        help="index type(s) to measure (default: all)")
     parser.add_argument("--end-to-end", action="store_true", help="index ~100k real passages with semindex build")
     args = parser.parse_args()
     if args.end_to_end:
@@ -269,8 +265,10 @@ def main() -> None:
                 np.save(path, array)
             del vectors
             for factory, param in CONFIGS:
+                if args.factory and factory not in args.factory:
+                    continue
                 result = subprocess.run(
-                    [sys.executable, "-c", WORKER, *map(str, paths), factory, param, str(Path(scratch) / "index.faiss")],
+                    [sys.executable, "-c", WORKER, *map(str, paths), factory, param, str(Path(scratch) / "index.faiss"), str(ROOT)],
                     capture_output=True, text=True,
                 )
                 if result.returncode != 0:

@@ -736,10 +736,9 @@ def write_vectors(path: Path, vectors, factory: str) -> None:
     """Write a FAISS inner-product index built from ``factory`` over ``vectors``."""
     import faiss
 
-    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        index.train(vectors)
-    index.add(vectors)
+    from indexer.faiss_build import build_faiss_index, in_blocks
+
+    index = build_faiss_index(factory, dimension=vectors.shape[1], count=len(vectors), blocks=in_blocks(vectors))
     faiss.write_index(index, str(path))
 
 

@@ -61,7 +61,7 @@ class OnnxEmbedder:
             providers=["CPUExecutionProvider"],
         )
 
-    def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], *, batch_size: int = 16) -> np.ndarray:
         """Embed ``texts``; rows are unit length so inner product equals cosine.
 
         An int8 export runs one text at a time: dynamic quantization scales activations by
