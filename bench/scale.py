@@ -12,7 +12,7 @@ and 200 news titles are asked through ``Searcher.rank``, warm. Recall@10 compare
 search of the index type ``build`` chose with exact search over the same vectors.
 
 The vectors are real MiniLM passage vectors taken from a built index (by default the
-SciFact index that `semindex eval ../shared/eval/scifact` caches), repeated with Gaussian
+SciFact index that `semindex eval ../shared/eval/scifact` caches, built first if missing), repeated with Gaussian
 perturbation (sigma 0.02 per dimension, then re-normalised) up to the wanted size: the
 neighbourhood structure of real text, at sizes this machine cannot embed in a session.
 Queries are 200 real SciFact claims embedded with the same model. Recall@10 is measured
@@ -196,6 +196,25 @@ CONFIGS = [
 ]
 
 
+def scifact_index() -> Path:
+    """The SciFact index `semindex eval ../shared/eval/scifact` caches, built here if missing."""
+    from indexer.build import build_from_parsed
+    from indexer.chunking import ChunkSettings
+    from indexer.incremental import BuildModel
+    from indexer.onnx_export import cache_root
+    from indexer.store import POINTER
+    from query.beir import load_beir
+    from query.evaluate import beir_documents, beir_index_path
+
+    folder = ROOT.parent / "shared" / "eval" / "scifact"
+    precision = BuildModel().precision
+    index = beir_index_path(folder, cache=cache_root(), model=None, settings=ChunkSettings(), precision=precision)
+    if not (index / POINTER).is_file():
+        print(f"indexing SciFact into {index} (once)", file=sys.stderr)
+        build_from_parsed(beir_documents(load_beir(folder)), index=index, settings=ChunkSettings(), precision=precision)
+    return index
+
+
 def source_vectors(index: Path):
     import numpy as np
 
@@ -230,10 +249,6 @@ def main() -> None:
     import faiss
     import numpy as np
 
-    from indexer.chunking import ChunkSettings
-    from indexer.onnx_export import cache_root
-    from query.evaluate import beir_index_path
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--source", type=Path, default=None)
@@ -244,9 +259,7 @@ def main() -> None:
     if args.end_to_end:
         end_to_end()
         return
-    source = args.source or beir_index_path(
-        ROOT.parent / "shared" / "eval" / "scifact", cache=cache_root(), model=None, settings=ChunkSettings()
-    )
+    source = args.source or scifact_index()
     base = source_vectors(source)
     claims = claim_vectors(source, 200)
     print(f"source: {len(base)} real passage vectors from {source}; cores: {os.cpu_count()}")
