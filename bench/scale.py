@@ -111,6 +111,7 @@ for question in questions:
     t = time.perf_counter()
     searcher.rank(question, k=10)
     hybrid.append((time.perf_counter() - t) * 1000)
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 vectors = searcher.embed(questions)
 found = []
 for vector in vectors:
@@ -122,7 +123,6 @@ exact = faiss.IndexFlatIP(vectors.shape[1])
 exact.add(np.asarray(stored.vectors.reconstruct_n(0, stored.count), dtype=np.float32))
 _, truth = exact.search(vectors, 10)
 recall = float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth)]))
-peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"open_first_s": first, "hybrid_p50": float(np.percentile(hybrid, 50)),
                   "hybrid_p99": float(np.percentile(hybrid, 99)), "dense_p50": float(np.percentile(dense, 50)),
                   "dense_p99": float(np.percentile(dense, 99)), "recall@10": recall,

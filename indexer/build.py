@@ -12,6 +12,7 @@ import bisect
 import math
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -305,6 +306,8 @@ def build_from_parsed(
         live_name = _live_name(index)
         previous = _usable_previous(index, warn=warn) if live_name else None
         remove_stale_generations(index, keep=_generations_in_use(index, live_name, previous))
+        if previous is None and live_name and precision is None:
+            precision = live_precision(index)  # unusable, but its precision is still the one to keep
         model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None,
                                 precision=precision)
         cache = None if full else _reusable_vectors(index, previous, model_view, model=model, warn=warn)
@@ -318,6 +321,8 @@ def build_from_parsed(
                 passage["embedded"] = embedded
         vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model_view, missing, progress=progress))
         embedded_count, reused_count = encoder.last_missing, encoder.last_reused
+        for message in model_view.warnings:
+            warn(message)
         factory = factory or choose_factory(len(passages))
         used_articles = {p["article"] for p in passages}
         kept_articles = {key: articles[key].to_dict() for key in sorted(used_articles)}
@@ -486,10 +491,12 @@ def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIn
 
 
 def live_precision(index: Path) -> str | None:
-    """The embedding precision of ``index``'s live generation, or None when it has none."""
+    """The embedding precision its live manifest records (read as is, not verified: a damaged
+    generation still says what the index was), or None when there is none."""
     try:
-        return str(store.StoredIndex.open(index).manifest["model"].get("precision", "fp32"))
-    except (IndexFormatError, KeyError, TypeError, AttributeError):
+        manifest = json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8"))
+        return str(manifest["model"].get("precision", "fp32"))
+    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -40,8 +40,9 @@ same ids and offsets as the model's own tokenizer), and the model's dimension an
 limit are taken from the previous manifest when the model's identity (:class:`BuildModel`)
 is unchanged, so a build whose texts all have vectors never imports torch. The few texts an
 incremental build must embed go through the model's ONNX export when this machine has it
-(``indexer.onnx_export``; equal to sentence-transformers within ~2e-7), else through
-sentence-transformers. ``SEMINDEX_NO_ONNX=1`` forces sentence-transformers.
+(``indexer.onnx_export``; at fp32 equal to sentence-transformers within ~2e-7), else through
+sentence-transformers. ``SEMINDEX_NO_ONNX=1`` makes fp32 builds embed with
+sentence-transformers and new indexes default to fp32.
 
 Nothing changed
 ---------------
@@ -209,16 +210,24 @@ class BuildModel:
         self.ref = self.embedder.ref
         self.recorded = recorded
         self.precision = precision or self.default_precision()
+        # int8 chosen by default for a new index: fp32 instead if its export cannot be made
+        self.precision_fallback = precision is None and self.precision != self.recorded_precision()
+        self.warnings: list[str] = []
 
     def default_precision(self) -> str:
         """The precision a build uses when none is asked for: the previous generation's (so a
         plain rebuild never re-embeds everything), else int8 for a model folder (the export
-        can be quantized; ~3x the passages/s of fp32 at equal SciFact nDCG@10, see
+        can be quantized; 2.3x the passages/s of fp32 at equal SciFact nDCG@10, see
         ``bench/speed.py``), else fp32."""
-        recorded = (self.recorded or {}).get("model") or {}
-        if recorded.get("id") == self.ref.id:
-            return str(recorded.get("precision", "fp32"))
+        recorded = self.recorded_precision()
+        if recorded is not None:
+            return recorded
         return "int8" if self.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX") else "fp32"
+
+    def recorded_precision(self) -> str | None:
+        """The previous generation's precision when it was built with this model, else None."""
+        recorded = (self.recorded or {}).get("model") or {}
+        return str(recorded.get("precision", "fp32")) if recorded.get("id") == self.ref.id else None
 
     @property
     def loaded(self) -> bool:
@@ -338,41 +347,53 @@ class BuildModel:
 
     @cached_property
     def export(self) -> Any:
-        """The ONNX export of exactly this model (``indexer.onnx_export``), made once per machine
-        and cached, or None (the model is not a local folder, ``SEMINDEX_NO_ONNX`` is set, or
-        the export fails): then sentence-transformers embeds.
+        """The ONNX export of exactly this model at ``precision`` (``indexer.onnx_export``), made
+        once per machine and cached, or None for fp32 when there is none (the model is not a
+        local folder, ``SEMINDEX_NO_ONNX`` is set, or the export fails): then
+        sentence-transformers embeds. A default int8 that cannot be made falls back to fp32
+        (with a warning in ``warnings``); an int8 asked for, or kept from the live index, fails.
 
         Every build embeds with it: onnxruntime runs MiniLM ~1.2x faster than torch on these
-        short passages, starts in a fraction of the time torch takes to import, and holds a
-        third of the memory. Its vectors equal sentence-transformers' to ~2e-7 (as close as two
-        torch batchings are to each other; ``tests/test_onnx_equivalence.py``).
+        short passages (int8 2.3x more), starts in a fraction of the time torch takes to import,
+        and holds a third of the memory. fp32 vectors equal sentence-transformers' to ~2e-7 (as
+        close as two torch batchings are to each other; ``tests/test_onnx_equivalence.py``).
         """
-        required = self.precision != "fp32"  # int8 has no sentence-transformers fallback
-        if self.ref.local_path is None or (os.environ.get("SEMINDEX_NO_ONNX") and not required):
-            if required:
-                raise ModelError(f"{self.precision} embedding needs a model folder to export to ONNX, not {self.ref.id!r}")
-            return None
         try:
-            from indexer.onnx_embedder import OnnxEmbedder
-            from indexer.onnx_export import ensure_export
-
-            embedder = OnnxEmbedder(ensure_export(
-                model_id=self.ref.id, model_path=self.ref.local_path, fingerprint=self.fingerprint,
-                max_seq_length=self.max_seq_length, precision=self.precision,
-            ))
-            config = embedder.config
-            if (config.get("fingerprint") != self.fingerprint or config.get("max_seq_length") != self.max_seq_length
-                    or config.get("dimension") != self.dimension or not config.get("normalize", True)):
-                raise ModelError(f"the ONNX export of {self.ref.id!r} does not match the model")
-            return embedder
-        except Exception:  # noqa: BLE001 - no usable export: embed with sentence-transformers
-            if required:
+            return self._export_at(self.precision)
+        except Exception as error:  # noqa: BLE001 - no usable export
+            if self.precision == "fp32":
+                return None  # sentence-transformers embeds
+            if not self.precision_fallback:
                 raise
+            self.warnings.append(f"no {self.precision} ONNX export of {self.ref.id!r} ({error}); embedding at fp32")
+            self.precision, self.precision_fallback = "fp32", False
+            try:
+                return self._export_at("fp32")
+            except Exception:  # noqa: BLE001
+                return None
+
+    def _export_at(self, precision: str) -> Any:
+        if self.ref.local_path is None or (os.environ.get("SEMINDEX_NO_ONNX") and precision == "fp32"):
+            if precision != "fp32":
+                raise ModelError(f"{precision} embedding needs a model folder to export to ONNX, not {self.ref.id!r}")
             return None
+        from indexer.onnx_embedder import OnnxEmbedder
+        from indexer.onnx_export import ensure_export
+
+        embedder = OnnxEmbedder(ensure_export(
+            model_id=self.ref.id, model_path=self.ref.local_path, fingerprint=self.fingerprint,
+            max_seq_length=self.max_seq_length, precision=precision,
+        ))
+        config = embedder.config
+        if (config.get("fingerprint") != self.fingerprint or config.get("max_seq_length") != self.max_seq_length
+                or config.get("dimension") != self.dimension or not config.get("normalize", True)):
+            raise ModelError(f"the ONNX export of {self.ref.id!r} does not match the model")
+        return embedder
 
     def encode(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        export = self.export  # first: a default int8 may fall back to fp32 here
         if self.precision != "fp32":
-            return self.export.encode(texts)
+            return export.encode(texts)
         if self.export is not None:
             try:
                 vectors = self.export.encode(texts)

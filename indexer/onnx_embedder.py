@@ -75,10 +75,12 @@ class OnnxEmbedder:
 
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if self.quantized:
-            if len(texts) > 1 and (os.cpu_count() or 1) > 1:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            if len(texts) > 1 and cores > 1:
                 from concurrent.futures import ThreadPoolExecutor
 
-                with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+                self.session, self.tokenizer  # made once here, not by racing threads
+                with ThreadPoolExecutor(max_workers=cores) as pool:
                     for row, vector in enumerate(pool.map(lambda text: self._run([text])[0], texts)):
                         vectors[row] = vector
             else:

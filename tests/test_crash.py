@@ -98,7 +98,8 @@ def test_sigkill_at_random_moments_never_damages_the_index(embedder, tmp_path: P
     files = brief_corpus(DOCUMENTS, seed=5)
     base_corpus = write_corpus(tmp_path / "base", files)
     pristine = tmp_path / "pristine"
-    build_index(corpus=base_corpus, index=pristine, embedder=embedder)
+    # fp32, so the "text-torch" builders (SEMINDEX_NO_ONNX) embed with sentence-transformers
+    build_index(corpus=base_corpus, index=pristine, embedder=embedder, precision="fp32")
     vectors = embedder.encode(QUERIES)
     base_answers = search_snapshot(pristine, QUERIES, vectors)
 
@@ -159,7 +160,7 @@ def test_sigkill_at_random_moments_never_damages_the_index(embedder, tmp_path: P
     assert leftovers(index) == []
     assert len([p for p in index.glob("gen-*")]) <= 2
     clean = tmp_path / "clean"
-    build_index(corpus=targets["text"], index=clean, embedder=embedder, full=True)
+    build_index(corpus=targets["text"], index=clean, embedder=embedder, full=True, precision="fp32")
     assert compare_indexes(expected=clean, actual=index) == []
     difference = np.abs(
         StoredIndex.open(clean).vectors.reconstruct_n(0, StoredIndex.open(clean).count)

@@ -18,20 +18,19 @@ def vectors() -> np.ndarray:
 def reference(factory: str, vectors: np.ndarray) -> faiss.Index:
     index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        index.train(vectors[:: max(1, len(vectors) // (64 * faiss.extract_index_ivf(index).nlist))])
+        index.train(vectors[:: max(1, -(-len(vectors) // (64 * faiss.extract_index_ivf(index).nlist)))])
     index.add(vectors)
     return index
 
 
-@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF32,SQ8", "Flat"])
+@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF32,SQ8", "PCA16,IVF32,Flat", "RR24,IVF32,Flat", "IVF32,Flat,RFlat"])
 def test_blocks_build_the_same_index_as_one_add(factory: str, vectors: np.ndarray) -> None:
     built = build_faiss_index(factory, dimension=24, count=len(vectors), blocks=in_blocks(vectors, rows=6_000))
     expected = reference(factory, vectors)
     assert built.ntotal == expected.ntotal == len(vectors)
     queries = vectors[:40] + 0.05
     for index in (built, expected):
-        if factory.startswith("IVF"):
-            faiss.extract_index_ivf(index).nprobe = 4
+        faiss.extract_index_ivf(index).nprobe = 4
     scores, ids = built.search(queries, 10)
     expected_scores, expected_ids = expected.search(queries, 10)
     assert np.array_equal(ids, expected_ids)

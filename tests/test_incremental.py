@@ -329,7 +329,7 @@ def probe(corpus: Path, index: Path, **env: str) -> dict:
 def test_incremental_builds_in_a_fresh_process_never_import_torch(embedder, small, tmp_path: Path) -> None:
     """Up to date: no model at all, well under a second. Metadata only: tokenizer.json, no
     model. Changed text: the model's ONNX export embeds it; the result still equals a full
-    build (made with sentence-transformers) within 1e-5."""
+    build within 1e-5."""
     from indexer.onnx_export import ensure_export
 
     ensure_export(model_id=embedder.ref.id, model_path=embedder.ref.local_path, fingerprint=embedder.fingerprint,

@@ -84,3 +84,37 @@ def test_a_rebuild_keeps_the_precision_and_an_explicit_one_re_embeds(bundled_ind
     assert any("int8" in warning for warning in warnings), warnings
     assert "precision" not in StoredIndex.open(index).manifest["model"]
     assert build_index(corpus=ROOT / "corpus", index=index, embedder=embedder).unchanged
+
+
+def test_a_default_int8_that_cannot_be_exported_builds_at_fp32(embedder, tmp_path: Path, monkeypatch) -> None:
+    import indexer.onnx_export as onnx_export
+
+    made = onnx_export.ensure_export
+
+    def no_int8(**kwargs):
+        if kwargs.get("precision", "fp32") != "fp32":
+            raise RuntimeError("quantization unavailable")
+        return made(**kwargs)
+
+    monkeypatch.setattr(onnx_export, "ensure_export", no_int8)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
+    warnings: list[str] = []
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    assert "precision" not in StoredIndex.open(tmp_path / "index").manifest["model"]
+    assert any("embedding at fp32" in warning for warning in warnings), warnings
+    with pytest.raises(RuntimeError, match="quantization unavailable"):
+        build_index(corpus=corpus, index=tmp_path / "asked", embedder=embedder, precision="int8")
+
+
+def test_an_unusable_live_generation_is_rebuilt_at_its_precision(bundled_index: Path, embedder, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(bundled_index, index)
+    generation = StoredIndex.open(index).generation
+    with (generation / "articles.json").open("a", encoding="utf-8") as handle:
+        handle.write(" ")
+    warnings: list[str] = []
+    report = build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, warn=warnings.append)
+    assert report.reused == 0 and any("cannot be reused" in warning for warning in warnings), warnings
+    assert StoredIndex.open(index).manifest["model"]["precision"] == "int8"
