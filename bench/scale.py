@@ -190,8 +190,8 @@ def end_to_end() -> None:
 
 CONFIGS = [
     ("Flat", ""),
-    ("IVF4096,Flat", "nprobe=32"),
-    ("IVF4096,SQ8", "nprobe=32"),
+    ("IVF4096,Flat", None),  # None: what `semindex build` records for this size (default_search_params)
+    ("IVF4096,SQ8", None),
     ("HNSW32,Flat", "efSearch=128"),
 ]
 
@@ -249,6 +249,8 @@ def main() -> None:
     import faiss
     import numpy as np
 
+    from indexer.build import default_search_params
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--source", type=Path, default=None)
@@ -280,6 +282,8 @@ def main() -> None:
             for factory, param in CONFIGS:
                 if args.factory and factory not in args.factory:
                     continue
+                if param is None:
+                    param = default_search_params(factory, size)
                 result = subprocess.run(
                     [sys.executable, "-c", WORKER, *map(str, paths), factory, param, str(Path(scratch) / "index.faiss"), str(ROOT)],
                     capture_output=True, text=True,

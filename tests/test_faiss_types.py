@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from indexer.build import build_index, choose_factory
+from indexer.build import build_index, choose_factory, default_search_params
 from indexer.store import StoredIndex
 from query.searcher import open_searcher
 
@@ -16,6 +16,15 @@ def test_factory_follows_the_size():
     assert choose_factory(5_000) == "Flat"
     assert choose_factory(1_000_000) == "IVF4096,Flat"
     assert choose_factory(100_000).startswith("IVF")
+
+
+def test_ivf_is_probed_to_scan_about_the_same_number_of_vectors():
+    assert default_search_params("IVF4096,Flat", 1_000_000) == "nprobe=68"
+    assert default_search_params("IVF1024,Flat", 130_000) == "nprobe=130"
+    assert default_search_params("IVF65536,Flat", 100_000_000) == "nprobe=32"
+    assert default_search_params("IVF4,Flat", 80) == "nprobe=4"
+    assert default_search_params("HNSW32,Flat", 10**6) == "efSearch=128"
+    assert default_search_params("Flat", 10) == ""
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +42,7 @@ def ivf_index(tmp_path_factory, embedder, make_corpus):
 def test_ivf_index_records_and_applies_search_params(ivf_index):
     _, index = ivf_index
     stored = StoredIndex.open(index)
-    assert stored.manifest["faiss"] == {"factory": "IVF4,Flat", "search_params": "nprobe=32"}
+    assert stored.manifest["faiss"] == {"factory": "IVF4,Flat", "search_params": "nprobe=4"}
     hits = open_searcher(index).search("Report number 12", k=3, mode="dense")
     assert any("12" in h.text for h in hits)
     narrow = open_searcher(index, faiss_params="nprobe=1").search("Report number 12", k=3, mode="dense")
