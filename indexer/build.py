@@ -455,8 +455,8 @@ def _reusable_vectors(
             f"{index}: built with model {recorded.get('id')!r}, not {model_view.ref.id!r}; pass --model "
             f"{recorded.get('id')} to update it, or to re-embed everything {store.rebuild_hint(index)}{extra}"
         )
-    if recorded.get("precision", "fp32") != model_view.precision:
-        warn(f"{previous.generation.name} was embedded at {recorded.get('precision', 'fp32')}, this build asks for "
+    if (recorded_precision := model_view.recorded_precision()) != model_view.precision:
+        warn(f"{previous.generation.name} was embedded at {recorded_precision}, this build asks for "
              f"{model_view.precision}; every passage is embedded again")
         return None
     if recorded.get("fingerprint") != model_view.fingerprint:
