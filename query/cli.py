@@ -254,6 +254,7 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "train",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain accuracy and latency for TARGET."""
@@ -261,9 +262,13 @@ def evaluate(
 
     modes = [_check_mode(m) for m in mode]
     if target.is_dir():
-        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json,
+        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json, model=model,
                                   precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
+        if model is not None:
+            from indexer.errors import SemindexError
+
+            raise SemindexError(f"{target}: --model applies to a BEIR folder; gold questions use the index's own model")
         reports = [evaluate_gold(target, index=index, mode=m) for m in modes]
     else:
         from indexer.errors import SemindexError

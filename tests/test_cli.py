@@ -94,3 +94,19 @@ def test_check_rebuilds_at_the_precision_of_the_checked_index(bundled_index: Pat
         result = semindex("build", str(INDEX.parent / "corpus"), "--index", str(index), "--check")
         assert result.returncode == 0, result.stderr
         assert "up to date" in result.stdout
+
+
+def test_eval_json_has_the_contract_keys():
+    gold = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "questions.yaml"
+    result = semindex("eval", str(gold), "--index", str(INDEX), "--mode", "keyword", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "queries"} <= data.keys()
+    assert data["mode"] == "keyword" and data["queries"] == 18 and data["abstain"] == 1.0
+
+
+def test_eval_model_option_is_refused_for_gold_questions():
+    gold = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "questions.yaml"
+    result = semindex("eval", str(gold), "--index", str(INDEX), "--model", "elsewhere")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--model applies to a BEIR folder" in result.stderr

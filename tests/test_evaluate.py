@@ -1,0 +1,86 @@
+"""The evaluator end to end (query.evaluate): gold questions against the bundled index, and a
+small BEIR folder indexed into a cache keyed by corpus and model, in every mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from indexer.errors import SemindexError
+from query.evaluate import METRIC_KEYS, beir_index_path, evaluate_beir, evaluate_gold
+
+ROOT = Path(__file__).resolve().parent.parent
+INDEX = ROOT / "index"
+GOLD = ROOT.parent / "shared" / "eval" / "questions.yaml"
+
+DOCUMENTS = {
+    "bees": ("Honey bee colonies", "Worker bees forage for nectar and pollen and store honey in wax combs."),
+    "volcano": ("Volcanic eruptions", "Magma rises through the crust and erupts as lava, ash and volcanic gas."),
+    "chess": ("Chess openings", "The Sicilian Defence answers the king's pawn opening with a pawn to c5."),
+    "tides": ("Ocean tides", "The gravitational pull of the Moon raises the tides twice a day."),
+    "bread": ("Sourdough bread", "A sourdough starter of wild yeast and lactobacilli leavens the dough."),
+}
+QUERIES = {
+    "q1": ("Where do bees store honey?", "bees"),
+    "q2": ("What makes lava come out of a volcano?", "volcano"),
+    "q3": ("Which chess defence replies with a pawn to c5?", "chess"),
+    "q4": ("Why does the Moon cause tides?", "tides"),
+}
+
+
+def write_beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": key, "title": title, "text": text}) + "\n" for key, (title, text) in DOCUMENTS.items()),
+        encoding="utf-8",
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": qid, "text": text}) + "\n" for qid, (text, _) in QUERIES.items()), encoding="utf-8"
+    )
+    (folder / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{qid}\t{doc}\t1\n" for qid, (_, doc) in QUERIES.items()),
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_beir_folder_in_every_mode(tmp_path, mode):
+    folder = write_beir(tmp_path / "tiny")
+    report = evaluate_beir(folder, mode=mode, cache=tmp_path / "cache").to_dict()
+    assert report["queries"] == len(QUERIES)
+    assert set(METRIC_KEYS) <= report.keys() and report["abstain"] is None
+    # every query has one obviously relevant document among five unrelated ones
+    assert report["hit@1"] == 1.0 and report["ndcg@10"] == 1.0 and report["recall@100"] == 1.0, report
+    assert report["latency_mean_ms"] > 0 and report["latency_p95_ms"] > 0
+
+
+def test_beir_index_is_cached_per_corpus_and_model(tmp_path):
+    folder = write_beir(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")
+    built = list((cache / "beir").iterdir())
+    assert len(built) == 1
+    marker = built[0] / "CURRENT"
+    stamp = marker.stat().st_mtime_ns
+    evaluate_beir(folder, mode="dense", cache=cache, precision="fp32")
+    assert marker.stat().st_mtime_ns == stamp, "the second evaluation reused the cached index"
+    from indexer.chunking import ChunkSettings
+
+    keys = {beir_index_path(folder, cache=cache, model=model, settings=ChunkSettings(), precision="fp32")
+            for model in (None, "sentence-transformers/all-mpnet-base-v2")}
+    assert len(keys) == 2 and built[0] in keys, "another model gets another cache folder"
+
+
+def test_gold_questions_against_the_bundled_index():
+    report = evaluate_gold(GOLD, index=INDEX).to_dict()
+    assert report["queries"] == 18
+    assert report["hit@3"] == 1.0 and report["abstain"] == 1.0
+    assert report["hit@1"] >= 0.9 and report["ndcg@10"] >= 0.9, report
+
+
+def test_missing_target_is_one_line_error(tmp_path):
+    with pytest.raises(SemindexError, match="corpus.jsonl: file not found"):
+        evaluate_beir(tmp_path / "nowhere", cache=tmp_path / "cache")
