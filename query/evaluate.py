@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.errors import SemindexError
 from query import metrics
+
+if TYPE_CHECKING:
+    from query.searcher import Searcher
+
+Ranker = Callable[["Searcher", str], list]
+"""``ranker(searcher, query)`` -> [(passage id or article key, score)] best first: lets a
+benchmark measure a ranking the product does not ship (another fusion, a rescoring)."""
 
 METRIC_KEYS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3")
 BEIR_PASSAGE_DEPTH = 400
@@ -54,12 +62,14 @@ def _score_rankings(rankings: list[list[str]], qrels: list[dict[str, int]]) -> d
     return metrics.summarize(per_query)
 
 
-def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid") -> EvalReport:
+def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid", ranker: Ranker | None = None,
+                  label: str | None = None) -> EvalReport:
     """Gold questions (format of shared/eval/questions.yaml) against an index.
 
     A passage is relevant when one of its sources is in ``sources`` and its text contains
     one of ``answers``; questions with no answers score ``abstain`` (share where ``ask``
-    gives no answer).
+    gives no answer). ``ranker`` replaces :meth:`Searcher.rank` in ``mode``; ``label``
+    names it in the report.
     """
     import yaml
 
@@ -73,13 +83,14 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     if not isinstance(questions, list) or not all(isinstance(q, dict) and "question" in q for q in questions):
         raise SemindexError(f"{path}: expected a list of entries with 'question', 'answers' and 'sources'")
     searcher = open_searcher(index)
-    searcher.rank("warm-up", k=1, mode=mode)
+    ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
+    ranked_for(searcher, "warm-up")
     passages = searcher.stored.passages()
     rankings, qrels, latencies, abstained, unanswerable = [], [], [], 0, 0
     for question in questions:
         answers = [a.lower() for a in question.get("answers") or []]
         began = time.perf_counter()
-        ranked = searcher.rank(question["question"], k=100, mode=mode)
+        ranked = ranked_for(searcher, question["question"])[:100]
         latencies.append((time.perf_counter() - began) * 1000)
         if not answers:
             unanswerable += 1
@@ -96,7 +107,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         qrels.append(relevant)
     scores: dict[str, float | None] = _score_rankings(rankings, qrels) if rankings else dict.fromkeys(METRIC_KEYS)
     scores["abstain"] = abstained / unanswerable if unanswerable else None
-    return EvalReport(target=str(path), mode=mode, scores=scores, queries=len(questions), latencies_ms=latencies)
+    return EvalReport(target=str(path), mode=label or mode, scores=scores, queries=len(questions), latencies_ms=latencies)
 
 
 def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, precision: str = "fp32") -> Path:
@@ -136,9 +147,11 @@ def beir_documents(dataset) -> list:
 def evaluate_beir(
     folder: Path, *, split: str = "train", mode: str = "hybrid", model: str | None = None,
     cache: Path | None = None, limit: int | None = None, progress: bool = False, precision: str | None = None,
+    ranker: Ranker | None = None, label: str | None = None,
 ) -> EvalReport:
     """Index a BEIR corpus (once, cached) and rank its documents for each query with
-    :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25)."""
+    :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25), or
+    with ``ranker`` (returning article keys), named ``label`` in the report."""
     from indexer.build import build_from_parsed
     from indexer.chunking import ChunkSettings
     from indexer.onnx_export import cache_root
@@ -160,15 +173,16 @@ def evaluate_beir(
         build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings, progress=progress,
                           precision=precision)
     searcher = open_searcher(index)
-    searcher.rank("warm-up", k=1, mode=mode)
+    ranked_for = ranker or (lambda searcher, query: searcher.rank_articles(query, k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH))
+    ranked_for(searcher, "warm-up")
     query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)
     rankings, qrels, latencies = [], [], []
     for query_id in query_ids:
         began = time.perf_counter()
-        ranked = searcher.rank_articles(dataset.queries[query_id], k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH)
+        ranked = ranked_for(searcher, dataset.queries[query_id])[:100]
         latencies.append((time.perf_counter() - began) * 1000)
         rankings.append([key.removeprefix("beir:") for key, _ in ranked])
         qrels.append(dataset.qrels[query_id])
     scores: dict[str, float | None] = _score_rankings(rankings, qrels)
     scores["abstain"] = None
-    return EvalReport(target=str(folder), mode=mode, scores=scores, queries=len(query_ids), latencies_ms=latencies)
+    return EvalReport(target=str(folder), mode=label or mode, scores=scores, queries=len(query_ids), latencies_ms=latencies)

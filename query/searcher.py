@@ -10,7 +10,8 @@ from indexer.embedder import Embedder, ModelError, resolve_model
 from indexer.errors import IndexFormatError, SemindexError
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
-from query.fusion import reciprocal_rank_fusion, zscore_fusion
+from query.fusion import zscore_fusion
+from query.rescoring import CLAUSE_MIX, CLAUSE_TOP, clauses, mix_clause_scores
 from query.results import Citation, Hit
 
 MODES = ("hybrid", "dense", "keyword")
@@ -159,17 +160,46 @@ class Searcher:
         settings = KeywordSettings.from_dict(self.stored.manifest["keyword"])
         return KeywordIndex(self.stored.generation / KEYWORD_DIR, settings)
 
-    def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = CANDIDATES) -> list[tuple[int, float]]:
-        """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score."""
+    def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = CANDIDATES,
+             rescore: bool = True) -> list[tuple[int, float]]:
+        """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score.
+
+        Hybrid fuses the dense and keyword runs, then (``rescore``) lifts the dense score of the
+        top :data:`~query.rescoring.CLAUSE_TOP` by their best clause and fuses again.
+        """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode == "keyword":
             return self.keyword.search(question, k=k)
-        dense = self.dense(self.embed([question])[0], k=max(k, depth) if mode == "hybrid" else k)
+        vector = self.embed([question])[0]
+        dense = self.dense(vector, k=max(k, depth) if mode == "hybrid" else k)
         if mode == "dense":
             return dense
         keyword = self.keyword.search(question, k=max(k, depth))
-        return zscore_fusion([dense, keyword], weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT])[:k]
+        weights = [DENSE_WEIGHT, 1 - DENSE_WEIGHT]
+        fused = zscore_fusion([dense, keyword], weights=weights)
+        if rescore:
+            dense = self.clause_rescored(dense, [(pid, pid) for pid, _ in fused[:CLAUSE_TOP]], vector)
+            fused = zscore_fusion([dense, keyword], weights=weights)
+        return fused[:k]
+
+    def clause_rescored(self, dense: list[tuple], targets: list[tuple], vector, *, mix: float = CLAUSE_MIX) -> list[tuple]:
+        """``dense`` with each (item, passage id) in ``targets`` lifted by the best clause of
+        that passage (:func:`~query.rescoring.mix_clause_scores`). Clauses shared by
+        overlapping passages are embedded once, all in one batch."""
+        owners: dict[str, list] = {}
+        for item, pid in targets:
+            passage = self.stored.passage(pid)
+            for clause in clauses(passage.get("embedded") or passage["text"]):
+                owners.setdefault(clause, []).append(item)
+        if not owners:
+            return dense
+        texts = list(owners)
+        best: dict = {}
+        for text, cosine in zip(texts, (self.embed(texts) @ vector).tolist()):
+            for item in owners[text]:
+                best[item] = max(best.get(item, -1.0), cosine)
+        return mix_clause_scores(dense, best, mix=mix)
 
     @cached_property
     def article_keys(self) -> list[str]:
@@ -182,17 +212,23 @@ class Searcher:
             return None
         return KeywordIndex(folder, KeywordSettings.from_dict(self.stored.manifest["keyword"]))
 
-    def rank_articles(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = 400) -> list[tuple[str, float]]:
+    def rank_articles(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = 400,
+                      rescore: bool = True) -> list[tuple[str, float]]:
         """(article key, score) best first: an article's dense score is its best passage's
         cosine (a document longer than the model reads is still scored on every part), its
-        keyword score is BM25 over its whole text, and hybrid fuses the two."""
+        keyword score is BM25 over its whole text, and hybrid fuses the two, then (``rescore``)
+        lifts the top articles by the best clause of their best passage and fuses again."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         dense: list[tuple[str, float]] = []
+        best_passage: dict[str, int] = {}
         if mode != "keyword":
+            vector = self.embed([question])[0]
             best: dict[str, float] = {}
-            for pid, score in self.dense(self.embed([question])[0], k=depth):
-                best.setdefault(self.article_of(pid), score)
+            for pid, score in self.dense(vector, k=depth):
+                article = self.article_of(pid)
+                if article not in best:
+                    best[article], best_passage[article] = score, pid
             dense = list(best.items())
         keyword: list[tuple[str, float]] = []
         if mode != "dense" and self.article_keyword is not None:
@@ -202,13 +238,12 @@ class Searcher:
             return dense[:k]
         if mode == "keyword":
             return keyword[:k]
-        numbered = {key: i for i, key in enumerate({key for key, _ in dense + keyword})}
-        names = {i: key for key, i in numbered.items()}
-        fused = zscore_fusion(
-            [[(numbered[key], s) for key, s in dense], [(numbered[key], s) for key, s in keyword]],
-            weights=[ARTICLE_DENSE_WEIGHT, 1 - ARTICLE_DENSE_WEIGHT],
-        )
-        return [(names[i], score) for i, score in fused[:k]]
+        weights = [ARTICLE_DENSE_WEIGHT, 1 - ARTICLE_DENSE_WEIGHT]
+        fused = zscore_fusion([dense, keyword], weights=weights)
+        if rescore:
+            targets = [(key, best_passage[key]) for key, _ in fused[:CLAUSE_TOP] if key in best_passage]
+            fused = zscore_fusion([self.clause_rescored(dense, targets, vector), keyword], weights=weights)
+        return fused[:k]
 
     def article_of(self, passage_id: int) -> str:
         """The article key of a passage (memoised: ranking articles touches many passages)."""

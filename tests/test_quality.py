@@ -33,7 +33,7 @@ def test_gold_questions_hit_at_1_and_3():
     hit1 = sum(rank == 1 for rank in ranks.values()) / len(ranks)
     hit3 = sum(rank is not None and rank <= 3 for rank in ranks.values()) / len(ranks)
     assert hit3 == 1.0, ranks
-    assert hit1 >= 0.9, ranks
+    assert hit1 == 1.0, ranks
 
 
 @pytest.mark.parametrize("question", UNANSWERABLE, ids=[q["id"] for q in UNANSWERABLE])
