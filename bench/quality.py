@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,146 +27,113 @@ from indexer.chunking import ChunkSettings  # noqa: E402
 from indexer.incremental import BuildModel  # noqa: E402
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
 from indexer.onnx_export import cache_root  # noqa: E402
-from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, beir_index_path, evaluate_beir, evaluate_gold  # noqa: E402
+from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, beir_index_path, evaluate_beir, evaluate_gold  # noqa: E402
 from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
-from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Searcher, open_searcher  # noqa: E402
+from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Runs, Searcher, open_searcher  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "eval"
-Run = list[tuple]
-Ranker = Callable[[Searcher, str], Run]
 
 
-def passage_runs(searcher: Searcher, query: str) -> tuple[Run, Run, object, dict]:
-    """Dense and keyword passage runs as the product's ``rank`` makes them, the question
-    vector, and each item's passage (itself)."""
-    vector = searcher.embed([query])[0]
-    dense = searcher.dense(vector, k=CANDIDATES)
-    keyword = searcher.keyword.search(query, k=CANDIDATES)
-    return dense, keyword, vector, {pid: pid for pid, _ in dense + keyword}
+def passage_runs(searcher: Searcher, query: str) -> Runs:
+    """The passage runs the product's ``rank`` fuses."""
+    return searcher.passage_runs(query, depth=CANDIDATES)
 
 
-def article_runs(searcher: Searcher, query: str) -> tuple[Run, Run, object, dict]:
-    """Dense (best passage per article) and keyword (BM25 over whole articles) article runs,
-    as ``rank_articles`` makes them, the question vector, and each article's best passage."""
-    vector = searcher.embed([query])[0]
-    best: dict[str, float] = {}
-    best_passage: dict[str, int] = {}
-    for pid, score in searcher.dense(vector, k=BEIR_PASSAGE_DEPTH):
-        article = searcher.article_of(pid)
-        if article not in best:
-            best[article], best_passage[article] = score, pid
-    keys = searcher.article_keys
-    keyword = [(keys[row], score) for row, score in searcher.article_keyword.search(query, k=CANDIDATES)]
-    return list(best.items()), keyword, vector, best_passage
+def article_runs(searcher: Searcher, query: str) -> Runs:
+    """The article runs the product's ``rank_articles`` fuses."""
+    return searcher.article_runs(query, depth=BEIR_PASSAGE_DEPTH)
 
 
 def fused(runs, fusion: str, dense_weight: float) -> Ranker:
-    """Dense and keyword runs fused by ``fusion`` (zscore, minmax or rrf)."""
+    """Dense and keyword runs fused by ``fusion`` (zscore, minmax or rrf), no rescoring."""
 
-    def rank(searcher: Searcher, query: str) -> Run:
-        dense, keyword, _, _ = runs(searcher, query)
+    def rank(searcher: Searcher, query: str) -> list:
+        found = runs(searcher, query)
         weights = [dense_weight, 1 - dense_weight]
         if fusion == "rrf":
-            return reciprocal_rank_fusion([dense, keyword], weights=weights)
-        return (zscore_fusion if fusion == "zscore" else minmax_fusion)([dense, keyword], weights=weights)
-
-    return rank
-
-
-def rocchio(runs, dense_weight: float, *, top: int = 3, beta: float = 0.5) -> Ranker:
-    """Dense pseudo-relevance feedback: the question vector moved towards the best passages of
-    the top ``top`` fused results (q + beta * their mean, renormalised), searched again and fused."""
-    import numpy as np
-
-    def rank(searcher: Searcher, query: str) -> Run:
-        dense, keyword, vector, passage_of = runs(searcher, query)
-        first = zscore_fusion([dense, keyword], weights=[dense_weight, 1 - dense_weight])[:top]
-        feedback = [searcher.stored.vectors.reconstruct(passage_of[key]) for key, _ in first if key in passage_of]
-        moved = vector + beta * np.mean(feedback, axis=0) if feedback else vector
-        moved = (moved / np.linalg.norm(moved)).astype("float32")
-        again, _, _, _ = runs(_VectorOverride(searcher, moved), query)
-        return zscore_fusion([again, keyword], weights=[dense_weight, 1 - dense_weight])
-
-    return rank
-
-
-class _VectorOverride:
-    """A searcher whose ``embed`` returns a given vector (for searching with a moved question)."""
-
-    def __init__(self, searcher: Searcher, vector) -> None:
-        self._searcher, self._vector = searcher, vector
-
-    def embed(self, texts):
-        return self._vector.reshape(1, -1)
-
-    def __getattr__(self, name):
-        return getattr(self._searcher, name)
-
-
-def title_bm25(weight: float) -> Ranker:
-    """A third z-scored run: BM25 over article titles only, at ``weight`` (dense and keyword
-    share the rest equally)."""
-    indexes: dict[int, KeywordIndex] = {}
-
-    def rank(searcher: Searcher, query: str) -> Run:
-        titles = indexes.get(id(searcher))
-        if titles is None:
-            folder = Path(tempfile.mkdtemp(prefix="semindex-titles-"))
-            titles = KeywordIndex(folder, KeywordSettings())
-            titles.build([searcher.stored.articles[key].get("title") or "" for key in searcher.article_keys])
-            indexes[id(searcher)] = titles
-        dense, keyword, _, _ = article_runs(searcher, query)
-        keys = searcher.article_keys
-        title_run = [(keys[row], score) for row, score in titles.search(query, k=CANDIDATES)]
-        rest = (1 - weight) / 2
-        return zscore_fusion([dense, keyword, title_run], weights=[rest, rest, weight])
+            return reciprocal_rank_fusion([found.dense, found.keyword], weights=weights)
+        return (zscore_fusion if fusion == "zscore" else minmax_fusion)([found.dense, found.keyword], weights=weights)
 
     return rank
 
 
 def clause_rescoring(runs, dense_weight: float, *, top: int, mix: float) -> Ranker:
-    """The default's clause rescoring (``Searcher.clause_rescored``) at another depth ``top``
-    or ``mix``."""
+    """The default's fusion and clause rescoring (``Searcher.fuse``) at another ``top`` or ``mix``."""
+    return lambda searcher, query: searcher.fuse(runs(searcher, query), weights=[dense_weight, 1 - dense_weight],
+                                                 top=top, mix=mix)
 
-    def rank(searcher: Searcher, query: str) -> Run:
-        dense, keyword, vector, passage_of = runs(searcher, query)
+
+def rocchio(runs, dense_weight: float, *, top: int = 3, beta: float = 0.5) -> Ranker:
+    """Dense pseudo-relevance feedback: the question vector moved towards the passages of the
+    top ``top`` fused results (q + beta * their mean, renormalised), searched again and fused
+    with the same keyword run."""
+    import numpy as np
+
+    def rank(searcher: Searcher, query: str) -> list:
+        found = runs(searcher, query)
         weights = [dense_weight, 1 - dense_weight]
-        first = zscore_fusion([dense, keyword], weights=weights)[:top]
-        targets = [(key, passage_of[key]) for key, _ in first if key in passage_of]
-        return zscore_fusion([searcher.clause_rescored(dense, targets, vector, mix=mix), keyword], weights=weights)
+        first = zscore_fusion([found.dense, found.keyword], weights=weights)[:top]
+        feedback = [searcher.stored.vectors.reconstruct(found.passage_of[item]) for item, _ in first
+                    if item in found.passage_of]
+        moved = found.vector + beta * np.mean(feedback, axis=0) if feedback else found.vector
+        moved = (moved / np.linalg.norm(moved)).astype("float32")
+        if runs is article_runs:
+            again, _ = searcher.best_passage_per_article(moved, depth=BEIR_PASSAGE_DEPTH)
+        else:
+            again = searcher.dense(moved, k=CANDIDATES)
+        return zscore_fusion([again, found.keyword], weights=weights)
+
+    return rank
+
+
+def title_bm25(weight: float) -> Ranker:
+    """A third z-scored run: BM25 over article titles only, at ``weight`` (dense and keyword
+    share the rest equally), no rescoring."""
+    folders: dict[int, tempfile.TemporaryDirectory] = {}
+    indexes: dict[int, KeywordIndex] = {}
+
+    def rank(searcher: Searcher, query: str) -> list:
+        if id(searcher) not in indexes:
+            folders[id(searcher)] = tempfile.TemporaryDirectory(prefix="semindex-titles-")
+            titles = KeywordIndex(Path(folders[id(searcher)].name), KeywordSettings.from_dict(searcher.stored.manifest["keyword"]))
+            titles.build([searcher.stored.articles[key].get("title") or "" for key in searcher.article_keys])
+            indexes[id(searcher)] = titles
+        found = article_runs(searcher, query)
+        keys = searcher.article_keys
+        title_run = [(keys[row], score) for row, score in indexes[id(searcher)].search(query, k=CANDIDATES)]
+        rest = (1 - weight) / 2
+        return zscore_fusion([found.dense, found.keyword, title_run], weights=[rest, rest, weight])
 
     return rank
 
 
 def with_mpnet_articles(mpnet: Searcher, weights: tuple[float, float, float]) -> Ranker:
     """A third run: all-mpnet-base-v2's best passage per article (its own index of the same
-    corpus), z-scored and fused with MiniLM dense and BM25 at ``weights``."""
+    corpus), z-scored and fused with MiniLM dense and BM25 at ``weights`` (a zero weight
+    skips that run), no rescoring."""
 
-    def rank(searcher: Searcher, query: str) -> Run:
-        dense, keyword, _, _ = article_runs(searcher, query)
-        second = article_runs(mpnet, query)[0] if weights[1] else []
-        return zscore_fusion([dense, second, keyword], weights=list(weights))
+    def rank(searcher: Searcher, query: str) -> list:
+        found = searcher.article_runs(query, depth=BEIR_PASSAGE_DEPTH, mode="hybrid" if weights[0] else "keyword")
+        second = article_runs(mpnet, query).dense if weights[1] else []
+        return zscore_fusion([found.dense, second, found.keyword], weights=list(weights))
 
     return rank
 
 
-def with_mpnet_passages(model: str, weights: tuple[float, float, float]) -> Ranker:
+def with_mpnet_passages(embedder, weights: tuple[float, float, float]) -> Ranker:
     """A third run over the same passages: their all-mpnet-base-v2 cosines (every passage of
-    the small bundled index embedded once with it)."""
-    from indexer.embedder import Embedder
+    the small bundled index embedded once with ``embedder``); a zero weight skips a run."""
+    vectors: dict[int, object] = {}
 
-    cache: dict[int, object] = {}
-    embedder = Embedder(model=model)
-
-    def rank(searcher: Searcher, query: str) -> Run:
-        if id(searcher) not in cache:
+    def rank(searcher: Searcher, query: str) -> list:
+        if id(searcher) not in vectors:
             passages = searcher.stored.passages()
-            cache[id(searcher)] = embedder.encode([p.get("embedded") or p["text"] for p in passages])
-        dense, keyword, _, _ = passage_runs(searcher, query)
-        cosines = cache[id(searcher)] @ embedder.encode([query])[0]
+            vectors[id(searcher)] = embedder.encode([p.get("embedded") or p["text"] for p in passages])
+        found = passage_runs(searcher, query)
+        cosines = vectors[id(searcher)] @ embedder.encode([query])[0]
         second = sorted(((pid, float(c)) for pid, c in enumerate(cosines)), key=lambda item: -item[1])[:CANDIDATES]
-        return zscore_fusion([dense, second, keyword], weights=list(weights))
+        return zscore_fusion([found.dense if weights[0] else [], second, found.keyword], weights=list(weights))
 
     return rank
 
@@ -237,9 +203,12 @@ def main() -> None:
         for weights in ((0.25, 0.25, 0.5), (0.3, 0.2, 0.5), (0.0, 0.5, 0.5)):
             options += beir("no rescoring + mpnet run (MiniLM/mpnet/BM25 {}/{}/{})".format(*weights),
                             with_mpnet_articles(mpnet, weights))
+        from indexer.embedder import Embedder
+
+        embedder = Embedder(model=args.mpnet)
         for weights in ((0.3, 0.3, 0.4), (0.0, 0.6, 0.4)):
             options += questions("no rescoring + mpnet run (MiniLM/mpnet/BM25 {}/{}/{})".format(*weights),
-                                 with_mpnet_passages(args.mpnet, weights))
+                                 with_mpnet_passages(embedder, weights))
     print()
     print_table(options)
 

@@ -258,6 +258,7 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain accuracy and latency for TARGET."""
+    from indexer.errors import SemindexError
     from query.evaluate import evaluate_beir, evaluate_gold
 
     modes = [_check_mode(m) for m in mode]
@@ -266,13 +267,9 @@ def evaluate(
                                   precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
         if model is not None:
-            from indexer.errors import SemindexError
-
             raise SemindexError(f"{target}: --model applies to a BEIR folder; gold questions use the index's own model")
         reports = [evaluate_gold(target, index=index, mode=m) for m in modes]
     else:
-        from indexer.errors import SemindexError
-
         raise SemindexError(f"{target}: no such gold questions file or BEIR folder")
     rows = [report.to_dict() for report in reports]
     if as_json:

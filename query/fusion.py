@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 RRF_K = 60
 """Reciprocal rank fusion constant from Cormack, Clarke & Büttcher, "Reciprocal Rank Fusion
@@ -10,22 +10,23 @@ outperforms Condorcet and Individual Rank Learning Methods" (SIGIR 2009), where 
 fixed across all their runs; pyserini's fusion uses the same default. Larger k flattens the
 difference between ranks; smaller k lets the top of each list dominate."""
 
-Run = Sequence[tuple[int, float]]
+Run = Sequence[tuple[Hashable, float]]
+"""(item, score) best first: an item is a passage id or an article key."""
 
 
-def reciprocal_rank_fusion(runs: Sequence[Run], *, k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+def reciprocal_rank_fusion(runs: Sequence[Run], *, k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[Hashable, float]]:
     """score(d) = sum_i w_i / (k + rank_i(d)), rank starting at 1; documents missing from a run
     get nothing from it. Ignores score scales entirely, which is robust but throws away how
     far ahead a clear winner is."""
     weights = weights or [1.0] * len(runs)
-    fused: dict[int, float] = {}
+    fused: dict[Hashable, float] = {}
     for run, weight in zip(runs, weights):
         for rank, (doc, _) in enumerate(run, start=1):
             fused[doc] = fused.get(doc, 0.0) + weight / (k + rank)
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
-def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[int, float]]:
+def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[Hashable, float]]:
     """score(d) = sum_i w_i * z_i(d), with each run's scores standardised over its own
     candidates and a document missing from a run given that run's minimum z.
 
@@ -33,7 +34,7 @@ def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tupl
     at the price of needing a weight tuned on data. With one candidate (or equal scores)
     a run contributes zero.
     """
-    standardised: list[dict[int, float]] = []
+    standardised: list[dict[Hashable, float]] = []
     for run in runs:
         if not run:
             standardised.append({})
@@ -53,11 +54,11 @@ def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tupl
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
-def minmax_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[int, float]]:
+def minmax_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[Hashable, float]]:
     """score(d) = sum_i w_i * (s_i(d) - min_i) / (max_i - min_i) over each run's own candidates;
     a document missing from a run gets 0 from it. Like :func:`zscore_fusion` it keeps margins,
     and it is bounded, so one run's outlier cannot swamp the other."""
-    fused: dict[int, float] = {}
+    fused: dict[Hashable, float] = {}
     for run, weight in zip(runs, weights):
         if not run:
             continue

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 from pathlib import Path
 
 from indexer.embedder import Embedder, ModelError, resolve_model
@@ -20,14 +22,27 @@ CANDIDATES = 100
 """How many passages each retriever hands to fusion: deeper finds more of what only one
 retriever ranks well, at a cost linear in the depth."""
 DENSE_WEIGHT = 0.6
-"""Weight of the dense run in z-score fusion of passages (keyword gets 1 - this); measured on
-the gold questions (bench/quality.py): 0.6 ranks 15/16 first, 0.5 and 0.7 14/16."""
+"""Weight of the dense run in z-score fusion of passages (keyword gets 1 - this). Measured
+before clause rescoring (bench/quality.py, hit@1 on the 16 gold questions / 8 paraphrases):
+0.6 gives 15/16 and 6/8, 0.5 15/16 and 5/8, 0.7 14/16 and 6/8."""
 ARTICLE_DENSE_WEIGHT = 0.5
 """Weight of the dense run when ranking whole articles (best passage cosine per article,
 fused with BM25 over the article's full text); 0.5 measured best on SciFact train, with
-0.4-0.6 within 0.005 (bench/quality.py)."""
+0.4-0.6 within 0.01 (bench/quality.py)."""
 
 _OPEN: dict[tuple[str, str, str], Searcher] = {}
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What fusion works from: the dense and keyword runs as (item, score) best first, the
+    question vector, and the passage that stands for each item (itself, or an article's
+    best passage) for clause rescoring."""
+
+    dense: list[tuple]
+    keyword: list[tuple]
+    vector: Any
+    passage_of: dict
 
 
 def default_index() -> Path:
@@ -96,7 +111,7 @@ class Searcher:
         Questions embed at fp32 whatever precision the passages were embedded at: the export
         gives sentence-transformers' own vectors (``tests/test_onnx_equivalence.py``), and an
         int8 index answers as well with them (SciFact train nDCG@10 0.748 with fp32 questions,
-        0.749 with int8 ones; gold questions identical).
+        0.749 with int8 ones, before clause rescoring; gold questions identical).
         """
         from indexer.onnx_export import CONFIG_FILE, ensure_export, export_folder
         from indexer.onnx_embedder import OnnxEmbedder
@@ -165,23 +180,36 @@ class Searcher:
         """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score.
 
         Hybrid fuses the dense and keyword runs, then (``rescore``) lifts the dense score of the
-        top :data:`~query.rescoring.CLAUSE_TOP` by their best clause and fuses again.
+        top :data:`~query.rescoring.CLAUSE_TOP` fused passages (found by either run) by their
+        best clause and fuses again.
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if mode == "keyword":
             return self.keyword.search(question, k=k)
-        vector = self.embed([question])[0]
-        dense = self.dense(vector, k=max(k, depth) if mode == "hybrid" else k)
         if mode == "dense":
-            return dense
-        keyword = self.keyword.search(question, k=max(k, depth))
-        weights = [DENSE_WEIGHT, 1 - DENSE_WEIGHT]
-        fused = zscore_fusion([dense, keyword], weights=weights)
-        if rescore:
-            dense = self.clause_rescored(dense, [(pid, pid) for pid, _ in fused[:CLAUSE_TOP]], vector)
-            fused = zscore_fusion([dense, keyword], weights=weights)
-        return fused[:k]
+            return self.dense(self.embed([question])[0], k=k)
+        runs = self.passage_runs(question, depth=max(k, depth))
+        return self.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT], rescore=rescore)[:k]
+
+    def passage_runs(self, question: str, *, depth: int = CANDIDATES) -> Runs:
+        """The dense and keyword runs over passages, ``depth`` deep each."""
+        vector = self.embed([question])[0]
+        dense = self.dense(vector, k=depth)
+        keyword = self.keyword.search(question, k=depth)
+        return Runs(dense=dense, keyword=keyword, vector=vector,
+                    passage_of={pid: pid for pid, _ in [*dense, *keyword]})
+
+    def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
+             mix: float = CLAUSE_MIX) -> list[tuple]:
+        """z-score fusion of ``runs``; with ``rescore``, the ``top`` fused items that have a
+        passage get their dense score lifted by its best clause (``mix``) and are fused again."""
+        fused = zscore_fusion([runs.dense, runs.keyword], weights=weights)
+        if not rescore:
+            return fused
+        targets = [(item, runs.passage_of[item]) for item, _ in fused[:top] if item in runs.passage_of]
+        return zscore_fusion([self.clause_rescored(runs.dense, targets, runs.vector, mix=mix), runs.keyword],
+                             weights=weights)
 
     def clause_rescored(self, dense: list[tuple], targets: list[tuple], vector, *, mix: float = CLAUSE_MIX) -> list[tuple]:
         """``dense`` with each (item, passage id) in ``targets`` lifted by the best clause of
@@ -217,33 +245,42 @@ class Searcher:
         """(article key, score) best first: an article's dense score is its best passage's
         cosine (a document longer than the model reads is still scored on every part), its
         keyword score is BM25 over its whole text, and hybrid fuses the two, then (``rescore``)
-        lifts the top articles by the best clause of their best passage and fuses again."""
+        lifts the top articles by the best clause of their best passage and fuses again (an
+        article found by BM25 alone has no best passage and keeps its score)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        dense: list[tuple[str, float]] = []
-        best_passage: dict[str, int] = {}
+        runs = self.article_runs(question, depth=depth, keyword_depth=max(k, CANDIDATES), mode=mode)
+        if mode == "dense" or not runs.keyword:
+            return runs.dense[:k]
+        if mode == "keyword":
+            return runs.keyword[:k]
+        return self.fuse(runs, weights=[ARTICLE_DENSE_WEIGHT, 1 - ARTICLE_DENSE_WEIGHT], rescore=rescore)[:k]
+
+    def article_runs(self, question: str, *, depth: int = 400, keyword_depth: int = CANDIDATES,
+                     mode: str = DEFAULT_MODE) -> Runs:
+        """Article runs: dense = each article's best passage among the ``depth`` nearest (and
+        that passage), keyword = BM25 over whole articles, ``keyword_depth`` deep. ``mode``
+        skips the run it does not need."""
+        vector, dense, best_passage = None, [], {}
         if mode != "keyword":
             vector = self.embed([question])[0]
-            best: dict[str, float] = {}
-            for pid, score in self.dense(vector, k=depth):
-                article = self.article_of(pid)
-                if article not in best:
-                    best[article], best_passage[article] = score, pid
-            dense = list(best.items())
+            dense, best_passage = self.best_passage_per_article(vector, depth=depth)
         keyword: list[tuple[str, float]] = []
         if mode != "dense" and self.article_keyword is not None:
             keys = self.article_keys
-            keyword = [(keys[row], score) for row, score in self.article_keyword.search(question, k=max(k, 100))]
-        if mode == "dense" or not keyword:
-            return dense[:k]
-        if mode == "keyword":
-            return keyword[:k]
-        weights = [ARTICLE_DENSE_WEIGHT, 1 - ARTICLE_DENSE_WEIGHT]
-        fused = zscore_fusion([dense, keyword], weights=weights)
-        if rescore:
-            targets = [(key, best_passage[key]) for key, _ in fused[:CLAUSE_TOP] if key in best_passage]
-            fused = zscore_fusion([self.clause_rescored(dense, targets, vector), keyword], weights=weights)
-        return fused[:k]
+            keyword = [(keys[row], score) for row, score in self.article_keyword.search(question, k=keyword_depth)]
+        return Runs(dense=dense, keyword=keyword, vector=vector, passage_of=best_passage)
+
+    def best_passage_per_article(self, vector, *, depth: int) -> tuple[list[tuple[str, float]], dict[str, int]]:
+        """(article, best passage cosine) best first among the ``depth`` passages nearest to
+        ``vector``, and each article's best passage id."""
+        best: dict[str, float] = {}
+        best_passage: dict[str, int] = {}
+        for pid, score in self.dense(vector, k=depth):
+            article = self.article_of(pid)
+            if article not in best:
+                best[article], best_passage[article] = score, pid
+        return list(best.items()), best_passage
 
     def article_of(self, passage_id: int) -> str:
         """The article key of a passage (memoised: ranking articles touches many passages)."""

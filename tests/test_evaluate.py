@@ -77,8 +77,7 @@ def test_beir_index_is_cached_per_corpus_and_model(tmp_path):
 def test_gold_questions_against_the_bundled_index():
     report = evaluate_gold(GOLD, index=INDEX).to_dict()
     assert report["queries"] == 18
-    assert report["hit@3"] == 1.0 and report["abstain"] == 1.0
-    assert report["hit@1"] >= 0.9 and report["ndcg@10"] >= 0.9, report
+    assert report["hit@1"] == 1.0 and report["abstain"] == 1.0, report
 
 
 def test_missing_target_is_one_line_error(tmp_path):

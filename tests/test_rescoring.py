@@ -47,9 +47,3 @@ def test_rescoring_puts_the_answering_appositive_first():
     assert "Joelle Pineau" not in searcher.stored.passage(plain[0][0])["text"]
     assert "Joelle Pineau" in searcher.stored.passage(rescored[0][0])["text"]
 
-
-def test_dense_and_keyword_modes_are_not_rescored():
-    searcher = open_searcher(INDEX)
-    question = "Who is Meta AI's managing director?"
-    for mode in ("dense", "keyword"):
-        assert searcher.rank(question, k=5, mode=mode) == searcher.rank(question, k=5, mode=mode, rescore=False)
