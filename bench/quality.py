@@ -171,7 +171,7 @@ def main() -> None:
     if args.modes_only:
         return
     a, p = ARTICLE_DENSE_WEIGHT, DENSE_WEIGHT
-    clause_settings = ((3, CLAUSE_MIX), (10, CLAUSE_MIX), (CLAUSE_TOP, 0.5), (CLAUSE_TOP, 1.0))
+    clause_settings = ((5, CLAUSE_MIX), (10, CLAUSE_MIX), (CLAUSE_TOP, 0.5), (CLAUSE_TOP, 1.0))
     options = beir("hybrid without clause rescoring (z-score fusion only)",
                    lambda s, q: s.rank_articles(q, k=CANDIDATES, depth=BEIR_PASSAGE_DEPTH, rescore=False))
     for top, mix in clause_settings:

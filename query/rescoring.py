@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Mapping, Sequence
 
-CLAUSE_TOP = 5
+CLAUSE_TOP = 3
 """Fused results whose clauses are embedded. bench/quality.py at mix 0.3: depths 3, 5 and 10
 all rank the 16 gold questions and 6 of the 8 paraphrases first, SciFact train nDCG@10 0.750
-each (0.748 without rescoring); 5 keeps the extra batch to about 20-30 short texts."""
+each (0.748 without rescoring); 3 keeps the extra batch smallest (about 10-20 short texts)."""
 
 CLAUSE_MIX = 0.3
 """Weight of the best clause's cosine against the passage's own: a passage scores
