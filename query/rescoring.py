@@ -24,7 +24,7 @@ CLAUSE_MIX = 0.3
 ``max(own, (1 - mix) * own + mix * clause)``. At 1.0 (the clause alone) a clause that merely
 restates the question ("In a leaked internal memo from Google") lifts a passage that does
 not answer it: paraphrases 5/8 first, SciFact 0.747. 0.3 and 0.5 keep the passage's own
-evidence in charge: 6/8, SciFact 0.750 and 0.749 (bench/quality.py, depth 5)."""
+evidence in charge: 6/8, SciFact 0.750 (bench/quality.py, depth 3)."""
 
 CLAUSE_MIN_WORDS = 3
 CLAUSE_BREAKS = re.compile(r"[^,;:“”\"()—]+")
