@@ -25,7 +25,6 @@ app = typer.Typer(
 )
 
 
-
 class Precision(str, enum.Enum):
     """Embedding precision (``indexer.onnx_export.PRECISIONS``, kept in step by a test)."""
 

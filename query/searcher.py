@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from indexer.embedder import Embedder, ModelError, resolve_model
 from indexer.errors import IndexFormatError, SemindexError
@@ -36,13 +36,18 @@ _OPEN: dict[tuple[str, str, str], Searcher] = {}
 @dataclass(frozen=True)
 class Runs:
     """What fusion works from: the dense and keyword runs as (item, score) best first, the
-    question vector, and the passage that stands for each item (itself, or an article's
-    best passage) for clause rescoring."""
+    question vector, and for article runs each article's best passage (for clause rescoring;
+    passage runs leave it None, each item being its own passage)."""
 
     dense: list[tuple]
     keyword: list[tuple]
     vector: Any
-    passage_of: dict
+    best_passage: dict[str, int] | None = None
+
+    def passage(self, item) -> int | None:
+        """The passage that stands for ``item``: itself, or an article's best passage (None
+        for an article that BM25 alone found)."""
+        return item if self.best_passage is None else self.best_passage.get(item)
 
 
 def default_index() -> Path:
@@ -197,8 +202,7 @@ class Searcher:
         vector = self.embed([question])[0]
         dense = self.dense(vector, k=depth)
         keyword = self.keyword.search(question, k=depth)
-        return Runs(dense=dense, keyword=keyword, vector=vector,
-                    passage_of={pid: pid for pid, _ in [*dense, *keyword]})
+        return Runs(dense=dense, keyword=keyword, vector=vector)
 
     def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
              mix: float = CLAUSE_MIX) -> list[tuple]:
@@ -207,7 +211,7 @@ class Searcher:
         fused = zscore_fusion([runs.dense, runs.keyword], weights=weights)
         if not rescore:
             return fused
-        targets = [(item, runs.passage_of[item]) for item, _ in fused[:top] if item in runs.passage_of]
+        targets = [(item, runs.passage(item)) for item, _ in fused[:top] if runs.passage(item) is not None]
         return zscore_fusion([self.clause_rescored(runs.dense, targets, runs.vector, mix=mix), runs.keyword],
                              weights=weights)
 
@@ -269,7 +273,7 @@ class Searcher:
         if mode != "dense" and self.article_keyword is not None:
             keys = self.article_keys
             keyword = [(keys[row], score) for row, score in self.article_keyword.search(question, k=keyword_depth)]
-        return Runs(dense=dense, keyword=keyword, vector=vector, passage_of=best_passage)
+        return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best_passage)
 
     def best_passage_per_article(self, vector, *, depth: int) -> tuple[list[tuple[str, float]], dict[str, int]]:
         """(article, best passage cosine) best first among the ``depth`` passages nearest to
