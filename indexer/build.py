@@ -653,15 +653,13 @@ def _article_summaries(parsed: list[ParsedFile]) -> dict[str, str]:
     return summaries
 
 
-def embed_text(kind: str, text: str, article: Article, settings: ChunkSettings) -> str:
+def embed_text(kind: str, text: str, article: Article) -> str:
     """What is embedded for a passage: short metadata passages get their article as context."""
     title = article.title or ""
     if kind == "publisher":
         when = f" on {article.published}" if article.published else ""
         return f"{text} published “{title}”{when}."
     if kind in ("excerpt", "related") and title:
-        return f"{title}\n{text}"
-    if kind == "body" and settings.title_context and title:
         return f"{title}\n{text}"
     return text
 
@@ -685,16 +683,15 @@ def make_passages(
         for group in _segment_groups(file.segments):
             first = group[0]
             article = articles[first.article]
-            context_tokens = count_tokens(embed_text(first.kind, "", article, settings))
+            context_tokens = count_tokens(embed_text(first.kind, "", article))
             budget = ChunkSettings(
                 max_tokens=max(16, min(settings.max_tokens if first.kind == "body" else limit, limit - context_tokens)),
                 overlap=settings.overlap,
-                title_context=settings.title_context,
             )
             spans = [span for segment in group for span in sentence_spans(file.text, segment.start, segment.end)]
             for start, end in pack_passages(file.text, spans, count_tokens=count_tokens, token_offsets=token_offsets, settings=budget):
                 text = file.text[start:end]
-                embedded = embed_text(first.kind, text, article, settings)
+                embedded = embed_text(first.kind, text, article)
                 source = {"file": file.name, "chars": [start, end], "lines": lines.span(start, end),
                           "kind": first.kind, "listed_by": first.listed_by}
                 key = (first.article, embedded)

@@ -28,10 +28,9 @@ class ChunkSettings:
 
     max_tokens: int = 64
     overlap: int = 1
-    title_context: bool = False
 
-    def to_dict(self) -> dict[str, int | bool]:
-        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "title_context": self.title_context}
+    def to_dict(self) -> dict[str, int]:
+        return {"max_tokens": self.max_tokens, "overlap": self.overlap}
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

@@ -9,7 +9,7 @@ differs. A passage's vector is looked up in the live generation by the sha256 of
 the model and the embedded text alone, so a hit is the vector a full build would compute
 (up to the last float32 bits that batching changes; see ``compare.VECTOR_TOLERANCE``).
 Chunk settings need no key of their own: they act through the passages' embedded text
-(``max_tokens`` moves the cuts, ``title_context`` adds the title); the model does, and
+(``max_tokens`` moves the cuts, a new title changes a metadata passage's rendering); the model does, and
 vectors are reused only when the model's identity (:class:`BuildModel`) is unchanged.
 
 Then a whole new generation is written (vectors, passages, keyword index, articles,
