@@ -7,6 +7,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "semindex", max_examples=100, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("explore", settings.get_profile("semindex"), max_examples=2000, derandomize=False)
+settings.load_profile("semindex")
+"""Property tests run the same examples on every run (derandomized), so ``make test`` and
+CI fail only for a change in the code; ``pytest --hypothesis-profile=explore`` searches
+2,000 fresh random examples per property instead."""
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = ROOT / "corpus"

@@ -20,7 +20,6 @@ from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.documents import parse_file
 from indexer.errors import InputError
 
-PROFILE = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Text that looks like news metadata, plus what breaks naive parsers: quotes, colons,
 # hashes, dashes, brackets, YAML indicators, unicode, line breaks and stray spaces.
@@ -67,7 +66,6 @@ def check_segments(text: str, parsed) -> None:
         assert parsed.text[block.start : block.end].strip() == block.text.strip()
 
 
-@PROFILE
 @given(title=VALUE, excerpt=VALUE, publisher=VALUE, category=VALUE, body=VALUE,
        style=st.sampled_from([None, '"', "'"]), topics=st.lists(VALUE, max_size=3))
 @example(title='Say "hi": now', excerpt="a: b # c", publisher="O'Neil & Co", category="x", body="", style=None, topics=[])
@@ -86,9 +84,15 @@ def test_front_matter_parses_to_exact_spans_or_input_error(
         return
     check_segments(text, parsed)
     article = parsed.articles["https://example.com/a"]
-    if is_simple(title) or not title:
-        assert article.title == (title or None)
-    kinds = {segment.kind: segment for segment in parsed.segments}
+    body_start = len(text) - len(body)
+    # segments of the front matter; a short first line of the body is a headline ("title")
+    # too, and gives the article its title when the front matter has none
+    kinds = {segment.kind: segment for segment in parsed.segments if segment.end <= body_start}
+    headlines = [parsed.text[s.start : s.end] for s in parsed.segments if s.kind == "title" and s.start >= body_start]
+    if is_simple(title) and title:
+        assert article.title == title
+    elif not title:
+        assert article.title == (headlines[0] if headlines else None)
     for kind, value in (("title", title), ("excerpt", excerpt)):
         segment = kinds.get(kind)
         if not value.strip():
@@ -101,11 +105,13 @@ def test_front_matter_parses_to_exact_spans_or_input_error(
 
 
 def is_simple(value: str) -> bool:
-    """A one-line value that YAML writes without escape sequences (other than quotes)."""
-    return value == value.strip() and value.isprintable() and not re.search(r"[\x85\u2028\u2029\ufeff\u00a0]", value)
+    """A one-line value that YAML writes without escape sequences (other than quotes).
+    PyYAML's double-quoted style escapes everything beyond U+FFFF ("🚀" is written
+    "\\U0001F680"), so those characters are not simple either."""
+    return value == value.strip() and value.isprintable() and not re.search(
+        r"[\x85\u2028\u2029\ufeff\u00a0\U00010000-\U0010FFFF]", value)
 
 
-@PROFILE
 @given(value=VALUE)
 def test_json_style_double_quoted_values_are_spans(scratch, value) -> None:
     """A hand-written record quoting its title as JSON does: a span of the file, or refused."""
@@ -125,7 +131,6 @@ def test_json_style_double_quoted_values_are_spans(scratch, value) -> None:
             assert raw == value.strip()
 
 
-@PROFILE
 @given(lines=st.lists(VALUE, min_size=1, max_size=8), date=st.booleans())
 def test_bare_bodies_parse_to_exact_spans(scratch, lines, date) -> None:
     text = ("date 2024-05-17\n" if date else "") + "\n\n".join(lines)
@@ -164,7 +169,6 @@ def whitespace_offsets(text: str) -> list[tuple[int, int]]:
     return [match.span() for match in re.finditer(r"\S+", text)]
 
 
-@PROFILE
 @given(text=SENTENCE_TEXT, cut=st.tuples(st.integers(0, 400), st.integers(0, 400)))
 def test_sentence_spans_are_trimmed_ordered_spans_within_bounds(text, cut) -> None:
     start, end = sorted(min(c, len(text)) for c in cut)
@@ -180,7 +184,6 @@ def test_sentence_spans_are_trimmed_ordered_spans_within_bounds(text, cut) -> No
     assert all(i in covered for i in range(start, end) if not text[i].isspace())
 
 
-@PROFILE
 @given(text=SENTENCE_TEXT, max_tokens=st.integers(1, 12), overlap=st.integers(0, 3))
 def test_packed_passages_slice_back_and_respect_the_budget(text, max_tokens, overlap) -> None:
     spans = sentence_spans(text)
