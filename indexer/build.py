@@ -30,6 +30,7 @@ from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.documents import Article, ParsedFile, Segment, parse_file
 from indexer.embedder import Embedder
 from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError
+from indexer.faiss_build import new_faiss_index
 from indexer.incremental import (
     BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, package_versions, pipeline_fingerprint,
     same_identity,
@@ -327,6 +328,8 @@ def build_from_parsed(
         articles = merge_articles(parsed)
         links = link_bodies(parsed, articles, LinkEncoder(encoder))
         passages = make_passages(parsed, articles, model_view, settings)
+        factory = factory or choose_factory(len(passages))
+        new_faiss_index(factory, dimension=model_view.dimension)  # a bad factory fails before embedding
         texts = [p.pop("_embed") for p in passages]
         for passage, embedded in zip(passages, texts):
             if embedded != passage["text"]:
@@ -335,7 +338,6 @@ def build_from_parsed(
         embedded_count, reused_count = encoder.last_missing, encoder.last_reused
         for message in model_view.warnings:
             warn(message)
-        factory = factory or choose_factory(len(passages))
         used_articles = {p["article"] for p in passages}
         kept_articles = {key: articles[key].to_dict() for key in sorted(used_articles)}
         if len(vectors) != len(passages):  # pragma: no cover - a bug, never a user error
@@ -346,8 +348,11 @@ def build_from_parsed(
         scratch.mkdir()
         try:
             write_vectors(scratch / store.VECTORS, vectors, factory)
-            KeywordIndex(scratch / KEYWORD_DIR, keyword).build(texts)
-            KeywordIndex(scratch / ARTICLE_KEYWORD_DIR, keyword).build(article_texts(parsed, list(kept_articles)))
+            try:
+                KeywordIndex(scratch / KEYWORD_DIR, keyword).build(texts)
+                KeywordIndex(scratch / ARTICLE_KEYWORD_DIR, keyword).build(article_texts(parsed, list(kept_articles)))
+            except CorpusError as error:
+                raise CorpusError(f"{corpus or index}: {error}") from None
             store.write_passages(scratch, passages)
             store.write_json(scratch / store.ARTICLES, kept_articles)
             encoder.write_link_vectors(scratch)

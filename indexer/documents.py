@@ -25,6 +25,7 @@ from indexer.chrome import Block, classify_blocks, split_blocks
 from indexer.errors import InputError
 
 FRONT_MATTER = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^---[ \t]*$(?:\r?\n)?", re.S | re.M)
+OPENING_FENCE = re.compile(r"\A\ufeff?---[ \t]*\r?\n")
 LEADING_DATE = re.compile(r"\A\s*(?:date|published|dated)\s*:?\s*(?P<date>\d{4}-\d{2}-\d{2})\b\s*", re.I)
 DATE_FIELDS = ("publishedDateTime", "publishedDate", "published_at", "date")
 URL_FIELDS = ("webUrl", "originalUrl", "url")
@@ -145,7 +146,7 @@ def parse_file(path: Path, name: str) -> ParsedFile:
     """Parse one corpus file; raises InputError for anything that cannot be indexed."""
     text, digest = read_text(path, name)
     match = FRONT_MATTER.match(text)
-    if match is None and text.lstrip("\ufeff").startswith("---\n"):
+    if match is None and OPENING_FENCE.match(text):
         raise InputError(name, "front matter starts with '---' but has no closing '---' line")
     articles: dict[str, Article] = {}
     segments: list[Segment] = []
@@ -155,7 +156,7 @@ def parse_file(path: Path, name: str) -> ParsedFile:
         body_start = match.end()
     parsed = ParsedFile(
         name=name, text=text, sha256=digest, articles=articles, segments=segments,
-        chrome=[], has_metadata=bool(match),
+        chrome=[], has_metadata=bool(articles),
     )
     _parse_body(parsed, body_start)
     if not parsed.segments:
@@ -286,6 +287,8 @@ def _scalar_segment(
 
 def _parse_body(parsed: ParsedFile, body_start: int) -> None:
     text = parsed.text
+    if text.startswith("\ufeff", body_start):  # a byte order mark is not part of the body
+        body_start += 1
     body = text[body_start:]
     if not body.strip():
         return

@@ -22,3 +22,7 @@ class CorpusError(SemindexError):
 
 class IndexFormatError(SemindexError):
     """An index on disk is missing, corrupt, or was built differently from what is asked."""
+
+
+class QueryError(SemindexError, ValueError):
+    """A question cannot be searched as asked (empty, no results asked for, unknown mode)."""

@@ -8,8 +8,11 @@ index's own size plus one block (bench/scale.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
+
+from indexer.errors import SemindexError
 
 if TYPE_CHECKING:
     import faiss
@@ -33,9 +36,13 @@ def build_faiss_index(factory: str, *, dimension: int, count: int, blocks: Block
     an IVF*,Flat index, then adding)."""
     import faiss
 
-    index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    index = new_faiss_index(factory, dimension=dimension)
     if not index.is_trained:
-        index.train(_training_sample(index, count=count, blocks=blocks))
+        try:
+            index.train(_training_sample(index, count=count, blocks=blocks))
+        except RuntimeError as error:
+            raise SemindexError(f"FAISS factory {factory!r} cannot be trained on {count} passages: "
+                                f"{faiss_problem(error)}") from None
     top = faiss.downcast_index(index)
     if type(top) is faiss.IndexIVFFlat:  # not wrapped in a transform or refinement, which add() applies
         _add_presized(top, count=count, blocks=blocks)
@@ -45,6 +52,24 @@ def build_faiss_index(factory: str, *, dimension: int, count: int, blocks: Block
     if index.ntotal != count:  # pragma: no cover - a bug, never a user error
         raise RuntimeError(f"FAISS index holds {index.ntotal} vectors, expected {count}")
     return index
+
+
+def new_faiss_index(factory: str, *, dimension: int) -> faiss.Index:
+    """An empty inner-product index from a factory string, or a one-line error saying why not
+    (a build checks this before embedding anything)."""
+    import faiss
+
+    try:
+        return faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        raise SemindexError(f"FAISS factory {factory!r} for {dimension}-dimensional vectors: {faiss_problem(error)}") from None
+
+
+def faiss_problem(error: RuntimeError) -> str:
+    """FAISS's reason for one of its C++ exceptions, without the source location."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    match = re.search(r"\.(?:cpp|h):\d+: (?:Error: '.*?' failed: )?(.*)", text)
+    return match.group(1) if match else text
 
 
 def _training_sample(index: faiss.Index, *, count: int, blocks: Blocks) -> np.ndarray:

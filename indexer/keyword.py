@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from indexer.errors import CorpusError
+
 KEYWORD_DIR = "bm25"
 ARTICLE_KEYWORD_DIR = "bm25_articles"
 """BM25 over whole articles (row i = the i-th key of articles.json), for ranking documents."""
@@ -69,6 +71,8 @@ class KeywordIndex:
             texts, stopwords=self.settings.stopwords, stemmer=self._stem, token_pattern=TOKEN_PATTERN,
             show_progress=False,
         )
+        if not tokens.vocab:
+            raise CorpusError("no passage has a word to index (only stopwords, one-letter words and punctuation)")
         retriever.index(tokens, show_progress=False)
         self.folder.mkdir(parents=True, exist_ok=True)
         retriever.save(str(self.folder), allow_pickle=False, show_progress=False)

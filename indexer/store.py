@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +53,63 @@ FULL_CHECKSUM_LIMIT = 256 << 20
 (``semindex info --verify`` checks everything)."""
 
 
+def _of(*types: type) -> Callable[[Any], bool]:
+    """A check that a value is one of ``types`` (JSON true and false are no numbers)."""
+    return lambda value: isinstance(value, types) and not isinstance(value, bool)
+
+
+FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
+    "an object": _of(dict),
+    "a list": _of(list),
+    "a string": _of(str),
+    "a string or null": _of(str, type(None)),
+    "an integer": _of(int),
+    "a number": _of(int, float),
+    "a line range": lambda value: _of(list)(value) and len(value) == 2 and all(map(_of(int), value)),
+}
+MANIFEST_FIELDS: dict[str, str] = {
+    "model": "an object",
+    "model.id": "a string",
+    "model.fingerprint": "a string",
+    "model.dimension": "an integer",
+    "model.max_seq_length": "an integer",
+    "faiss": "an object",
+    "faiss.factory": "a string",
+    "chunking": "an object",
+    "keyword": "an object",
+    "keyword.k1": "a number",
+    "keyword.b": "a number",
+    "keyword.stemmer": "a string or null",
+    "keyword.stopwords": "a string",
+    "counts": "an object",
+    "counts.passages": "an integer",
+    "built_at": "a string",
+    "files": "an object",
+    "files.*": "an object",
+    "files.*.sha256": "a string",
+    "files.*.passages": "an integer",
+    "skipped": "a list",
+    "links": "a list",
+    "links.*": "an object",
+    "links.*.file": "a string",
+    "links.*.article": "a string",
+    "links.*.score": "a number",
+    "links.*.runner_up": "a number",
+    "chrome": "a list",
+    "chrome.*": "an object",
+    "chrome.*.file": "a string",
+    "chrome.*.kind": "a string",
+    "chrome.*.lines": "a line range",
+    "chrome.*.text": "a string",
+    "checksums": "an object",
+    "checksums.*": "an object",
+    "checksums.*.sha256": "a string",
+    "checksums.*.size": "an integer",
+}
+"""Every manifest field semindex reads (``*``: each key or item), with the kind it must be;
+a field comes after its parent, so the parent is known to be an object or a list."""
+
+
 def rebuild_hint(index: Path) -> str:
     return f"rebuild it with: semindex build CORPUS --index {index} --full"
 
@@ -62,6 +120,30 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _fields(data: Any, parts: list[str], name: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of each field of ``data`` that ``parts`` names; a missing field's
+    value is ``...``, which no JSON value is, so it fits no kind."""
+    if not parts:
+        yield name, data
+        return
+    head, *rest = parts
+    if head == "*":
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+    else:
+        items = [(head, data.get(head, ...))]
+    for key, value in items:
+        yield from _fields(value, rest, f"{name}.{key}" if name else str(key))
+
+
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """The first field of :data:`MANIFEST_FIELDS` missing from ``manifest`` or of another kind."""
+    for pattern, kind in MANIFEST_FIELDS.items():
+        for name, value in _fields(manifest, pattern.split(".")):
+            if not FIELD_KINDS[kind](value):
+                return f"field {name!r} is missing or not {kind}"
+    return None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -169,12 +251,14 @@ class StoredIndex:
                 f"{path}: index format version {manifest.get('format_version')} but this semindex reads "
                 f"version {FORMAT_VERSION}; {rebuild_hint(index)}"
             )
+        if problem := manifest_problem(manifest):
+            raise IndexFormatError(f"{path}: {problem}; {rebuild_hint(index)}")
         stored = cls(index=index, generation=generation, manifest=manifest)
         stored.check_files(verify=verify)
         return stored
 
     def check_files(self, *, verify: bool | None) -> None:
-        expected: dict[str, dict[str, Any]] = self.manifest.get("checksums", {})
+        expected: dict[str, dict[str, Any]] = self.manifest["checksums"]
         total = sum(entry["size"] for entry in expected.values())
         full = verify if verify is not None else total <= FULL_CHECKSUM_LIMIT
         for name, entry in expected.items():
@@ -192,11 +276,11 @@ class StoredIndex:
 
     @property
     def dimension(self) -> int:
-        return int(self.manifest["model"]["dimension"])
+        return self.manifest["model"]["dimension"]
 
     @property
     def count(self) -> int:
-        return int(self.manifest["counts"]["passages"])
+        return self.manifest["counts"]["passages"]
 
     @cached_property
     def vectors(self):
@@ -216,8 +300,14 @@ class StoredIndex:
             raise IndexFormatError(
                 f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
             )
-        if params := self.manifest.get("faiss", {}).get("search_params"):
-            faiss.ParameterSpace().set_index_parameters(index, params)
+        if params := self.manifest["faiss"].get("search_params"):  # absent from older manifests
+            try:
+                faiss.ParameterSpace().set_index_parameters(index, params)
+            except RuntimeError:
+                raise IndexFormatError(
+                    f"{self.generation / MANIFEST}: FAISS search parameters {params!r} cannot be set on "
+                    f"{path.name} ({type(index).__name__}); {rebuild_hint(self.index)}"
+                ) from None
         if index.d != self.dimension:
             raise IndexFormatError(
                 f"{path}: vectors have {index.d} dimensions but the manifest says {self.dimension}; {rebuild_hint(self.index)}"

@@ -40,9 +40,10 @@ def content_words(text: str) -> set[str]:
 
 
 def coverage(question: str, text: str) -> float:
-    """Share of the question's content words that occur in ``text`` (1.0 for an empty question)."""
+    """Share of the question's content words that occur in ``text``. A question with none
+    ("Who?", "What is it?") gets 0.0: no wording can agree with it, so only meaning speaks."""
     wanted = content_words(question)
-    return len(wanted & content_words(text)) / len(wanted) if wanted else 1.0
+    return len(wanted & content_words(text)) / len(wanted) if wanted else 0.0
 
 
 def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:

@@ -55,7 +55,8 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
 
     Everything is loaded eagerly (a 5k-document corpus is a few MB; BEIR's largest
     would need a streaming reader instead). Queries keep qrels order. Raises
-    :class:`BeirFormatError` for a missing file or the first malformed line.
+    :class:`BeirFormatError` for a missing file, the first malformed line, a corpus
+    without text or qrels that judge no query.
     """
     folder = Path(folder)
     corpus_path = folder / "corpus.jsonl"
@@ -78,6 +79,8 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
         if doc_id in corpus:
             raise BeirFormatError(f"{corpus_path}:{lineno}: duplicate _id {doc_id!r}")
         corpus[doc_id] = Document(title=title, text=text)
+    if not any(document.title.strip() or document.text.strip() for document in corpus.values()):
+        raise BeirFormatError(f"{corpus_path}: no documents with text")
 
     all_queries: dict[str, str] = {}
     for lineno, record in _read_jsonl(queries_path):
@@ -90,6 +93,8 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
         all_queries[query_id] = text
 
     qrels = _read_qrels(qrels_path, all_queries)
+    if not qrels:
+        raise BeirFormatError(f"{qrels_path}: no judged queries")
     queries = {query_id: all_queries[query_id] for query_id in qrels}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
 

@@ -54,7 +54,9 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
+    # markup off: corpus text, titles and file names may contain "[...]", which rich would
+    # otherwise read as style tags (and fail on, or drop); styles are given as Text instead
+    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
 
 
 def _warn(message: str) -> None:
@@ -66,7 +68,7 @@ def build(
     corpus: Annotated[Path, typer.Argument(help="Folder of .txt/.md articles.")] = Path("corpus"),
     index: Annotated[Path, typer.Option("--index", help="Index folder to create or replace.")] = Path("index"),
     model: Annotated[Optional[str], typer.Option("--model", help="sentence-transformers model name or folder.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Passage size in model tokens.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=8, help="Passage size in model tokens (at least 8).")] = None,
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
@@ -76,7 +78,7 @@ def build(
     from indexer.build import build_index, live_precision
     from indexer.chunking import ChunkSettings
 
-    settings = ChunkSettings(max_tokens=max_tokens) if max_tokens else None
+    settings = ChunkSettings(max_tokens=max_tokens) if max_tokens is not None else None
     chosen = precision.value if precision else None
     if check:
         import tempfile
@@ -99,14 +101,16 @@ def build(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
         full=full, precision=chosen,
     )
+    from rich.text import Text
+
     console = _console()
     if report.unchanged:
         console.print(f"{report.index}/{report.generation} is up to date with {corpus} ({report.passages} passages); nothing to do")
         return
-    console.print(
-        f"Indexed [bold]{report.passages}[/] passages from {report.files} files ({report.articles} articles) "
-        f"into {report.index}/{report.generation} in {report.seconds:.1f}s"
-    )
+    console.print(Text.assemble(
+        "Indexed ", (str(report.passages), "bold"), f" passages from {report.files} files ({report.articles} articles) "
+        f"into {report.index}/{report.generation} in {report.seconds:.1f}s",
+    ))
     if not report.full:
         changes = report.changes
         console.print(
@@ -163,12 +167,13 @@ def ask(
     if as_json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
+    from rich.text import Text
+
     console = _console()
     if answer.answer is None:
-        console.print(f"[bold]No confident answer[/] in the corpus (confidence {answer.confidence:.2f}); nearest passages:")
+        console.print(Text.assemble(("No confident answer", "bold"),
+                                    f" in the corpus (confidence {answer.confidence:.2f}); nearest passages:"))
     else:
-        from rich.text import Text
-
         hit = answer.hits[answer.answer_hit - 1]
         start = answer.answer_chars[0] - hit.citation.chars[0]
         end = answer.answer_chars[1] - hit.citation.chars[0]
@@ -223,10 +228,11 @@ def info(
         print(json.dumps(manifest, ensure_ascii=False, indent=2))
         return
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     model = manifest["model"]
-    console.print(f"[bold]{stored.generation}[/] (format {manifest['format_version']}, built {manifest['built_at']})")
+    console.print(Text.assemble((str(stored.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
     console.print(f"model {model['id']} ({model['dimension']} dims, {model['fingerprint'][:19]}…), "
                   f"FAISS {manifest['faiss']['factory']}, chunking {manifest['chunking']}")
     console.print("counts: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()))
@@ -251,7 +257,7 @@ def evaluate(
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "train",
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N queries.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N queries.")] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
     as_json: JsonOption = False,

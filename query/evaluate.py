@@ -62,6 +62,26 @@ def _score_rankings(rankings: list[list[str]], qrels: list[dict[str, int]]) -> d
     return metrics.summarize(per_query)
 
 
+def _check_gold(path: Path, questions: object) -> None:
+    """Refuse gold questions that would score silently wrong, naming the file and the entry."""
+    if not isinstance(questions, list) or not questions:
+        raise SemindexError(f"{path}: expected a non-empty list of entries with 'question', 'answers' and 'sources'")
+    for number, entry in enumerate(questions, start=1):
+        where = f"{path}: entry {number}"
+        if not isinstance(entry, dict):
+            raise SemindexError(f"{where}: expected a mapping with 'question', 'answers' and 'sources'")
+        question = entry.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise SemindexError(f"{where}: 'question' must be a non-empty string")
+        for name in ("answers", "sources"):
+            value = entry.get(name)
+            if value is not None and not (isinstance(value, list)
+                                          and all(isinstance(item, str) and item.strip() for item in value)):
+                raise SemindexError(f"{where}: '{name}' must be a list of non-empty strings")
+        if entry.get("answers") and not entry.get("sources"):
+            raise SemindexError(f"{where}: 'sources' is needed when 'answers' is given")
+
+
 def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid", ranker: Ranker | None = None,
                   label: str | None = None) -> EvalReport:
     """Gold questions (format of shared/eval/questions.yaml) against an index.
@@ -78,10 +98,14 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
 
     try:
         questions = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SemindexError(f"{path}: cannot read gold questions ({exc})") from None
-    if not isinstance(questions, list) or not all(isinstance(q, dict) and "question" in q for q in questions):
-        raise SemindexError(f"{path}: expected a list of entries with 'question', 'answers' and 'sources'")
+    except yaml.YAMLError as exc:  # its str() spans lines (context, a caret under the column)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SemindexError(f"{where}: invalid YAML ({problem})") from None
+    _check_gold(path, questions)
     searcher = open_searcher(index)
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")

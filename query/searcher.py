@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.embedder import Embedder, ModelError, resolve_model
-from indexer.errors import IndexFormatError, SemindexError
+from indexer.errors import IndexFormatError, QueryError, SemindexError
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
 from query.fusion import zscore_fusion
@@ -74,6 +74,16 @@ def open_searcher(
     if key not in _OPEN:
         _OPEN[key] = Searcher(StoredIndex.open(path), model=model, faiss_params=faiss_params)
     return _OPEN[key]
+
+
+def check_query(question: str, *, k: int, mode: str) -> None:
+    """Refuse what cannot be searched: an empty question, ``k`` < 1, an unknown mode."""
+    if not isinstance(question, str) or not question.strip():
+        raise QueryError("the question is empty")
+    if k < 1:
+        raise QueryError(f"k must be at least 1, got {k}")
+    if mode not in MODES:
+        raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
 class Searcher:
@@ -188,8 +198,7 @@ class Searcher:
         top :data:`~query.rescoring.CLAUSE_TOP` fused passages (found by either run) by their
         best clause and fuses again.
         """
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        check_query(question, k=k, mode=mode)
         if mode == "keyword":
             return self.keyword.search(question, k=k)
         if mode == "dense":
@@ -251,8 +260,7 @@ class Searcher:
         keyword score is BM25 over its whole text, and hybrid fuses the two, then (``rescore``)
         lifts the top articles by the best clause of their best passage and fuses again (an
         article found by BM25 alone has no best passage and keeps its score)."""
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        check_query(question, k=k, mode=mode)
         runs = self.article_runs(question, depth=depth, keyword_depth=max(k, CANDIDATES), mode=mode)
         if mode == "dense" or not runs.keyword:
             return runs.dense[:k]

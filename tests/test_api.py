@@ -55,3 +55,19 @@ def test_unknown_mode_is_refused():
 
 def test_result_types_are_exported():
     assert query.Hit.__name__ == "Hit" and query.Answer.__name__ == "Answer" and query.Citation.__name__ == "Citation"
+
+
+@pytest.mark.parametrize(("question", "k", "problem"), [
+    ("", 5, "the question is empty"), ("   ", 5, "the question is empty"),
+    ("open-source AI", 0, "k must be at least 1"), ("open-source AI", -1, "k must be at least 1"),
+])
+def test_what_cannot_be_searched_is_refused(question, k, problem):
+    for call in (search, ask):
+        with pytest.raises(ValueError, match=problem):
+            call(question, k=k, index=INDEX)
+
+
+@pytest.mark.parametrize("question", ["?", "Who?", "What is it?", "Why is that so?"])
+def test_a_question_without_content_words_is_not_answered(question):
+    answer = ask(question, index=INDEX)
+    assert answer.answer is None and not answer.confident

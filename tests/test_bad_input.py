@@ -8,7 +8,7 @@ import pytest
 
 from indexer.build import build_index
 from indexer.documents import parse_file
-from indexer.errors import InputError
+from indexer.errors import CorpusError, InputError, SemindexError
 from indexer.store import StoredIndex
 
 GOOD = "---\ntitle: A good record\nexcerpt: Open models are catching up with closed ones.\n---\n"
@@ -73,3 +73,46 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"secret.txt: cannot be read \(permission denied\)"):
         parse_file(path, "secret.txt")
 
+
+
+def test_empty_front_matter_is_a_bare_body(write_corpus, tmp_path, embedder):
+    corpus = write_corpus({"good.txt": GOOD, "kites.md": "---\n# nothing here\n---\nKites fly over the beach in Brighton.\n"})
+    report = build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    assert report.files == 2
+    stored = StoredIndex.open(tmp_path / "index")
+    [kites] = [p for p in stored.passages() if p["sources"][0]["file"] == "kites.md"]
+    assert kites["text"] == "Kites fly over the beach in Brighton." and kites["article"] == "file:kites.md"
+
+
+def test_byte_order_mark_before_a_bare_body_and_its_date(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_text("\ufeffdate 2021-03-04\n\nEleutherAI released a new model.\n\nIt is open.\n", encoding="utf-8")
+    parsed = parse_file(path, "bom.txt")
+    assert parsed.body_date == "2021-03-04"
+    assert all(not parsed.text[s.start : s.end].startswith("\ufeff") for s in parsed.segments)
+
+
+def test_unclosed_front_matter_with_trailing_space_is_refused(tmp_path):
+    path = tmp_path / "open.md"
+    path.write_text("--- \ntitle: x\nKites.\n", encoding="utf-8")
+    with pytest.raises(InputError, match="no closing '---' line"):
+        parse_file(path, "open.md")
+
+
+@pytest.mark.parametrize(("factory", "problem"), [
+    ("Bogus123", "could not parse index string"),
+    ("PQ7", "multiple of the number of subquantizers"),
+    ("IVF64,Flat", "cannot be trained on 1 passages"),
+])
+def test_bad_faiss_factory_is_one_line_and_leaves_no_index(write_corpus, tmp_path, embedder, factory, problem):
+    corpus = write_corpus({"good.txt": "Kites fly over the beach in Brighton.\n"})
+    with pytest.raises(SemindexError, match=problem) as caught:
+        build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, factory=factory)
+    assert "\n" not in str(caught.value) and ".cpp" not in str(caught.value)
+    assert not list((tmp_path / "index").glob("gen-*"))
+
+
+def test_corpus_without_a_keyword_is_one_line(write_corpus, tmp_path, embedder):
+    corpus = write_corpus({"stop.txt": "The and of a.\n"})
+    with pytest.raises(CorpusError, match=r"corpus: no passage has a word to index"):
+        build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)

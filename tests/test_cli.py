@@ -110,3 +110,25 @@ def test_eval_model_option_is_refused_for_gold_questions():
     result = semindex("eval", str(gold), "--index", str(INDEX), "--model", "elsewhere")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--model applies to a BEIR folder" in result.stderr
+
+
+def test_corpus_text_that_looks_like_markup_is_printed_as_it_is(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "report [draft].md").write_text(
+        '---\ntitle: "Parrots [/red] and macaws"\n---\nParrots [/] live in the Amazon. '
+        "A [link=http://x]macaw[/link] can live sixty years.\n", encoding="utf-8")
+    index = str(tmp_path / "index")
+    assert semindex("build", str(corpus), "--index", index).returncode == 0
+    for args in (("search", "parrots"), ("ask", "How long can a macaw live?"), ("info",)):
+        result = semindex(*args, "--index", index)
+        assert result.returncode == 0, result.stderr
+        assert "report [draft].md" in result.stdout
+    assert "[link=http://x]macaw[/link]" in semindex("search", "macaw", "--index", index).stdout
+
+
+def test_empty_question_and_bad_sizes_are_one_line_errors():
+    result = semindex("ask", " ", "--index", str(INDEX))
+    assert result.returncode == 2 and result.stderr.strip() == "error: the question is empty"
+    for args in (("build", "corpus", "--index", "unused", "--max-tokens", "0"), ("eval", "unused.yaml", "--limit", "0")):
+        assert semindex(*args).returncode == 2

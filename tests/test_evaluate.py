@@ -83,3 +83,65 @@ def test_gold_questions_against_the_bundled_index():
 def test_missing_target_is_one_line_error(tmp_path):
     with pytest.raises(SemindexError, match="corpus.jsonl: file not found"):
         evaluate_beir(tmp_path / "nowhere", cache=tmp_path / "cache")
+
+
+GOOD_ENTRY = {"question": "Who is the executive director of EleutherAI?", "answers": ["Stella Biderman"],
+              "sources": ["002_d47237756c0cdcf3.txt"]}
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({**GOOD_ENTRY, "answers": "Zzyzx Nobody"}, "'answers' must be a list of non-empty strings"),
+    ({**GOOD_ENTRY, "answers": [1234]}, "'answers' must be a list of non-empty strings"),
+    ({**GOOD_ENTRY, "answers": [""]}, "'answers' must be a list of non-empty strings"),
+    ({**GOOD_ENTRY, "sources": "002_x.txt"}, "'sources' must be a list of non-empty strings"),
+    ({**GOOD_ENTRY, "question": 12345}, "'question' must be a non-empty string"),
+    ({**GOOD_ENTRY, "question": " "}, "'question' must be a non-empty string"),
+    ({key: value for key, value in GOOD_ENTRY.items() if key != "question"}, "'question' must be a non-empty string"),
+    ({**GOOD_ENTRY, "sources": None}, "'sources' is needed when 'answers' is given"),
+    ("just a string", "expected a mapping with 'question', 'answers' and 'sources'"),
+])
+def test_malformed_gold_entry_is_one_line_error(tmp_path, entry, problem):
+    import yaml
+
+    path = tmp_path / "questions.yaml"
+    path.write_text(yaml.safe_dump([GOOD_ENTRY, {"question": "Unanswerable?", "answers": []}, entry]), encoding="utf-8")
+    # validated before the index is opened: a missing index would be the error otherwise
+    with pytest.raises(SemindexError) as info:
+        evaluate_gold(path, index=tmp_path / "no-index")
+    assert str(info.value) == f"{path}: entry 3: {problem}"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[]\n", ": expected a non-empty list of entries"),
+    ("question: what?\n", ": expected a non-empty list of entries"),
+    ("", ": expected a non-empty list of entries"),
+    ("- question: ok\n- {question: what?\n", ":2: invalid YAML (expected ',' or '}'"),
+    (b"- question: \xff\n", ": cannot read gold questions"),
+    ("- question: \x00\n", ": invalid YAML (unacceptable character"),
+])
+def test_unreadable_gold_file_is_one_line_error(tmp_path, text, problem):
+    path = tmp_path / "questions.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(SemindexError) as info:
+        evaluate_gold(path, index=tmp_path / "no-index")
+    assert str(info.value).startswith(f"{path}{problem}")
+    assert "\n" not in str(info.value)
+
+
+def test_beir_qrels_without_judged_queries_is_one_line_error(tmp_path):
+    folder = write_beir(tmp_path / "tiny")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n\n", encoding="utf-8")
+    with pytest.raises(SemindexError) as info:
+        evaluate_beir(folder, cache=tmp_path / "cache")
+    assert str(info.value) == f"{folder / 'qrels' / 'train.tsv'}: no judged queries"
+    assert not (tmp_path / "cache").exists(), "refused before any index is built"
+
+
+@pytest.mark.parametrize("corpus", ["", "\n", '{"_id": "d1", "text": ""}\n{"_id": "d2", "title": " ", "text": "\\n"}\n'])
+def test_beir_corpus_without_text_is_one_line_error(tmp_path, corpus):
+    folder = write_beir(tmp_path / "tiny")
+    (folder / "corpus.jsonl").write_text(corpus, encoding="utf-8")
+    with pytest.raises(SemindexError) as info:
+        evaluate_beir(folder, cache=tmp_path / "cache")
+    assert str(info.value) == f"{folder / 'corpus.jsonl'}: no documents with text"
+    assert not (tmp_path / "cache").exists(), "refused before any index is built"

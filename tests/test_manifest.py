@@ -1,0 +1,115 @@
+"""A manifest that is valid JSON but lacks a field, or holds one of the wrong kind, is refused
+when the index is opened: one line naming the manifest, the field and how to rebuild (exit
+code 2 through the CLI), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from test_errors import error_line, run_cli
+
+from indexer import store
+from indexer.errors import IndexFormatError
+from indexer.store import StoredIndex
+
+
+@pytest.fixture(scope="module")
+def built(make_corpus) -> Path:
+    """One tiny index, built once through the CLI; tests damage copies of it."""
+    corpus = make_corpus({"a.txt": "Kites fly over the beach in Brighton every summer.\n"}, name="kites")
+    index = corpus.parent / "index"
+    result = run_cli("build", corpus, "--index", index)
+    assert result.returncode == 0, result.stderr
+    return index
+
+
+def damaged(built: Path, tmp_path: Path, change: Callable[[dict], object]) -> tuple[Path, Path]:
+    """A copy of ``built`` whose manifest ``change`` edited: (index, manifest path)."""
+    index = tmp_path / "index"
+    shutil.copytree(built, index)
+    path = store.live_generation(index) / store.MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    change(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    return index, path
+
+
+def _only_format(manifest: dict) -> None:
+    for key in set(manifest) - {"format", "format_version"}:
+        del manifest[key]
+
+
+def _set(field: str, value: object) -> Callable[[dict], None]:
+    def change(manifest: dict) -> None:
+        *parents, last = field.split("/")
+        for key in parents:
+            manifest = manifest[key]
+        manifest[last] = value
+
+    return change
+
+
+def _drop(field: str) -> Callable[[dict], object]:
+    return lambda manifest: manifest.pop(field)
+
+
+BROKEN = [
+    pytest.param(_only_format, "field 'model' is missing or not an object", id="format-fields-only"),
+    pytest.param(_drop("model"), "field 'model' is missing or not an object", id="no-model"),
+    pytest.param(_drop("counts"), "field 'counts' is missing or not an object", id="no-counts"),
+    pytest.param(_drop("keyword"), "field 'keyword' is missing or not an object", id="no-keyword"),
+    pytest.param(_set("model/dimension", "abc"), "field 'model.dimension' is missing or not an integer",
+                 id="dimension-a-string"),
+    pytest.param(_set("counts/passages", True), "field 'counts.passages' is missing or not an integer",
+                 id="passages-a-bool"),
+    pytest.param(_set("checksums/vectors.faiss/size", "1581"),
+                 "field 'checksums.vectors.faiss.size' is missing or not an integer", id="checksum-size-a-string"),
+    pytest.param(_set("chrome", [{"file": "a.txt", "kind": "image", "lines": [1], "text": "x"}]),
+                 "field 'chrome.0.lines' is missing or not a line range", id="chrome-lines-short"),
+]
+
+
+@pytest.mark.parametrize(("change", "problem"), BROKEN)
+def test_open_refuses_a_manifest_with_a_missing_or_mistyped_field(built: Path, tmp_path: Path, change, problem) -> None:
+    index, path = damaged(built, tmp_path, change)
+    with pytest.raises(IndexFormatError) as error:
+        StoredIndex.open(index)
+    assert str(error.value) == f"{path}: {problem}; {store.rebuild_hint(index)}"
+
+
+@pytest.mark.parametrize(("change", "problem"), BROKEN[:5])
+def test_search_reports_a_missing_or_mistyped_field_in_one_line(built: Path, tmp_path: Path, change, problem) -> None:
+    index, path = damaged(built, tmp_path, change)
+    result = run_cli("search", "hello", "--index", index)
+    assert error_line(result) == f"error: {path}: {problem}; {store.rebuild_hint(index)}"
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_search_params_that_do_not_fit_the_faiss_index_are_refused(built: Path, tmp_path: Path) -> None:
+    index, path = damaged(built, tmp_path, _set("faiss/search_params", "nprobe=8"))
+    expected = (f"{path}: FAISS search parameters 'nprobe=8' cannot be set on {store.VECTORS} (IndexFlatIP); "
+                f"{store.rebuild_hint(index)}")
+    with pytest.raises(IndexFormatError) as error:
+        StoredIndex.open(index).vectors
+    assert str(error.value) == expected
+    result = run_cli("search", "hello", "--index", index)
+    assert error_line(result) == f"error: {expected}"
+    assert result.stdout == ""
+
+
+def test_a_built_manifest_has_every_field_it_is_checked_for(built: Path) -> None:
+    assert store.manifest_problem(StoredIndex.open(built).manifest) is None
+
+
+def test_build_over_a_broken_manifest_rebuilds_in_full(built: Path, tmp_path: Path) -> None:
+    index, _ = damaged(built, tmp_path, _drop("counts"))
+    corpus = built.parent / "kites"
+    result = run_cli("build", corpus, "--index", index)
+    assert result.returncode == 0, result.stderr
+    assert "field 'counts' is missing" in result.stderr and "rebuilt in full" in result.stderr
+    assert StoredIndex.open(index, verify=True).count == 1
