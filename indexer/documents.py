@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.chrome import Block, classify_blocks, split_blocks
-from indexer.errors import InputError
+from indexer.errors import CorpusError, InputError
 
 FRONT_MATTER = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^---[ \t]*$(?:\r?\n)?", re.S | re.M)
 OPENING_FENCE = re.compile(r"\A\ufeff?---[ \t]*\r?\n")
@@ -102,13 +102,27 @@ MAX_FILE_BYTES = 10 * 2**20
 mistake, and would take hours to embed on a laptop (``SEMINDEX_MAX_FILE_MB`` raises it)."""
 
 
+def max_file_bytes() -> int:
+    """The size limit: ``SEMINDEX_MAX_FILE_MB`` (a positive number of MB) or :data:`MAX_FILE_BYTES`."""
+    setting = os.environ.get("SEMINDEX_MAX_FILE_MB")
+    if setting is None:
+        return MAX_FILE_BYTES
+    try:
+        megabytes = float(setting)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes < float("inf"):
+        raise CorpusError(f"SEMINDEX_MAX_FILE_MB={setting!r}: expected a positive number of megabytes")
+    return int(megabytes * 2**20)
+
+
 def read_text(path: Path, name: str) -> tuple[str, str]:
     """Return (text, sha256) of a UTF-8 file, or raise InputError naming the problem."""
-    limit = int(float(os.environ.get("SEMINDEX_MAX_FILE_MB", MAX_FILE_BYTES / 2**20)) * 2**20)
+    limit = max_file_bytes()
     try:
         size = path.stat().st_size
         if size > limit:
-            raise InputError(name, f"is too large ({size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB, "
+            raise InputError(name, f"is too large ({size / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB, "
                                    "set SEMINDEX_MAX_FILE_MB to raise it)")
         data = path.read_bytes()
     except FileNotFoundError:

@@ -116,3 +116,12 @@ def test_corpus_without_a_keyword_is_one_line(write_corpus, tmp_path, embedder):
     corpus = write_corpus({"stop.txt": "The and of a.\n"})
     with pytest.raises(CorpusError, match=r"corpus: no passage has a word to index"):
         build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+
+
+@pytest.mark.parametrize("setting", ["abc", "0", "-1", "inf", "nan"])
+def test_bad_size_limit_setting_is_one_line(tmp_path, monkeypatch, setting):
+    path = tmp_path / "good.txt"
+    path.write_text(GOOD, encoding="utf-8")
+    monkeypatch.setenv("SEMINDEX_MAX_FILE_MB", setting)
+    with pytest.raises(CorpusError, match=r"SEMINDEX_MAX_FILE_MB=.*expected a positive number of megabytes"):
+        parse_file(path, "good.txt")
