@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -301,16 +301,33 @@ class Searcher:
             cache[passage_id] = self.stored.passage(passage_id)["article"]
         return cache[passage_id]
 
-    def hit(self, rank: int, passage_id: int, score: float) -> Hit:
+    def citations(self, passage_id: int) -> list[Citation]:
+        """Every place a passage's text appears, as stored, its first source first."""
         passage = self.stored.passage(passage_id)
         article = self.stored.articles.get(passage["article"], {})
-        citations = [Citation.from_stored(source, article) for source in passage["sources"]]
+        return [Citation.from_stored(source, article) for source in passage["sources"]]
+
+    def hit(self, rank: int, passage_id: int, score: float) -> Hit:
+        passage = self.stored.passage(passage_id)
+        citations = self.citations(passage_id)
         return Hit(
             rank=rank, score=score, text=passage["text"], citation=citations[0], passage_id=passage_id,
             article=passage["article"], also_in=tuple(citations[1:]), embedded=passage.get("embedded"),
         )
 
     def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
-        """The ``k`` best passages for ``question``, best first."""
-        ranked = self.rank(question, k=k, mode=mode)
-        return [self.hit(rank, pid, score) for rank, (pid, score) in enumerate(ranked, start=1)]
+        """The ``k`` best passages for ``question``, best first. A passage whose text is the
+        same as a better one's (an article syndicated by two outlets, a file copied into two
+        folders) is not a hit of its own: its citations join that hit's ``also_in``."""
+        groups: dict[str, list[tuple[int, float]]] = {}
+        for pid, score in self.rank(question, k=2 * k, mode=mode):
+            text = self.stored.passage(pid)["text"]
+            if text in groups or len(groups) < k:
+                groups.setdefault(text, []).append((pid, score))
+        hits = []
+        for rank, ((pid, score), *copies) in enumerate(groups.values(), start=1):
+            hit = self.hit(rank, pid, score)
+            if copies:
+                hit = replace(hit, also_in=hit.also_in + tuple(c for copy, _ in copies for c in self.citations(copy)))
+            hits.append(hit)
+        return hits

@@ -71,3 +71,15 @@ def test_what_cannot_be_searched_is_refused(question, k, problem):
 def test_a_question_without_content_words_is_not_answered(question):
     answer = ask(question, index=INDEX)
     assert answer.answer is None and not answer.confident
+
+
+def test_the_same_text_in_two_files_is_one_hit_citing_both(write_corpus, tmp_path, embedder):
+    from indexer.build import build_index
+
+    story = "Kites fly over the beach in Brighton every summer, and the council counts them.\n"
+    corpus = write_corpus({"dup1.txt": story, "sub/dup2.txt": story, "p.txt": "Parrots live in the Amazon.\n"})
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    hits = search("How many kites fly in Brighton?", k=2, index=tmp_path / "index")
+    assert [h.rank for h in hits] == [1, 2]
+    assert hits[0].text == story.strip() and "Parrots" in hits[1].text
+    assert {hits[0].citation.file, *(c.file for c in hits[0].also_in)} == {"dup1.txt", "sub/dup2.txt"}
