@@ -80,9 +80,12 @@ def weights_fingerprint(folder: Path) -> str:
 class Embedder:
     """Embeds text with a sentence-transformers model into L2-normalised float32 rows."""
 
-    def __init__(self, *, model: str | None = None, device: str = "cpu") -> None:
+    def __init__(self, *, model: str | None = None, device: str = "cpu", local_only: bool = False) -> None:
+        """``local_only`` loads a hub model from this machine's cache or fails at once, never
+        waiting on a hub (queries: the model that built the index is already here)."""
         self.ref = resolve_model(model)
         self.device = device
+        self.local_only = local_only
 
     @cached_property
     def model(self) -> SentenceTransformer:
@@ -95,7 +98,7 @@ class Embedder:
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
         try:
-            return SentenceTransformer(self.ref.source, device=self.device)
+            return SentenceTransformer(self.ref.source, device=self.device, local_files_only=self.local_only)
         except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one line
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"cannot load model {self.ref.id!r}: {reason}") from exc

@@ -103,7 +103,7 @@ class Searcher:
     def embedder(self) -> Embedder:
         """The index's own model, refused if its weights differ from those it was built with."""
         recorded = self.stored.manifest["model"]
-        embedder = Embedder(model=recorded["id"])
+        embedder = Embedder(model=recorded["id"], local_only=True)
         try:
             embedder.model
         except ModelError as error:

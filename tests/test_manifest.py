@@ -113,3 +113,12 @@ def test_build_over_a_broken_manifest_rebuilds_in_full(built: Path, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "field 'counts' is missing" in result.stderr and "rebuilt in full" in result.stderr
     assert StoredIndex.open(index, verify=True).count == 1
+
+
+def test_a_model_missing_from_this_machine_is_refused_without_asking_a_hub(built: Path, tmp_path: Path) -> None:
+    """Queries load the index's model from this machine only (``Embedder(local_only=True)``):
+    a hub name that is not cached here is one line naming it."""
+    index, path = damaged(built, tmp_path, lambda manifest: manifest["model"].update(id="no-such-org/no-such-model"))
+    line = error_line(run_cli("search", "kites", "--index", index, timeout=120))
+    assert f"{path}: built with model 'no-such-org/no-such-model', which cannot be loaded here" in line
+    assert "rebuild it with: semindex build CORPUS" in line
