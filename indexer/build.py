@@ -242,9 +242,10 @@ def build_index(
     with another model is refused unless ``full``. ``precision`` is the ONNX export the
     passages are embedded with (``indexer.onnx_export.PRECISIONS``; by default the live
     generation's, else int8: ``BuildModel.default_precision``). Queries always embed at fp32.
+    ``settings`` default to the live generation's too, else :class:`ChunkSettings`' defaults.
     """
     began = time.perf_counter()
-    settings = settings or ChunkSettings()
+    settings = settings or live_chunking(index) or ChunkSettings()
     keyword = keyword or KeywordSettings()
     found = discover(corpus, warn=warn)
     inputs = hash_inputs(found)
@@ -507,12 +508,26 @@ def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIn
     return keep
 
 
+def _live_manifest(index: Path) -> dict[str, Any]:
+    """The live manifest read as is, not verified: a damaged generation still says what the
+    index was. Raises what reading it raises."""
+    return json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8"))
+
+
 def live_precision(index: Path) -> str | None:
-    """The embedding precision its live manifest records (read as is, not verified: a damaged
-    generation still says what the index was), or None when there is none."""
+    """The embedding precision the live manifest records, or None when there is none."""
     try:
-        manifest = json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8"))
-        return str(manifest["model"].get("precision", "fp32"))
+        return str(_live_manifest(index)["model"].get("precision", "fp32"))
+    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def live_chunking(index: Path) -> ChunkSettings | None:
+    """The chunk settings the live manifest records, or None when there are none, so that a
+    rebuild without ``--max-tokens`` keeps the passage size an index was built with."""
+    try:
+        chunking = _live_manifest(index)["chunking"]
+        return ChunkSettings(max_tokens=int(chunking["max_tokens"]), overlap=int(chunking["overlap"]))
     except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
         return None
 

@@ -231,6 +231,9 @@ def test_changed_settings_rebuild_and_still_match_a_full_build(embedder, small, 
     full = tmp_path / "full"
     build_index(corpus=corpus, index=full, embedder=embedder, settings=settings, full=True)
     assert compare_indexes(expected=full, actual=index) == []
+    again = build_index(corpus=corpus, index=index, embedder=embedder)  # no settings: the index's own are kept
+    assert again.unchanged and again.embedded == 0
+    assert StoredIndex.open(index).manifest["chunking"]["max_tokens"] == 32
 
 
 def test_full_rebuild_embeds_everything(embedder, small) -> None:
