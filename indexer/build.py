@@ -312,7 +312,7 @@ def build_from_parsed(
     Holds the index's build lock from reading the live generation to publishing the new one.
     """
     began = time.perf_counter() if began is None else began
-    settings = settings or ChunkSettings()
+    settings = settings or live_chunking(index) or ChunkSettings()
     keyword = keyword or KeywordSettings()
     skipped = skipped or []
     inputs = inputs if inputs is not None else {file.name: file.sha256 for file in parsed}
@@ -324,13 +324,14 @@ def build_from_parsed(
             precision = live_precision(index)  # unusable, but its precision is still the one to keep
         model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None,
                                 precision=precision)
+        if factory:  # a factory FAISS cannot make fails before anything is embedded
+            new_faiss_index(factory, dimension=model_view.dimension)
         cache = None if full else _reusable_vectors(index, previous, model_view, model=model, warn=warn)
         encoder = CachedEncoder(model_view, cache or VectorCache.empty(model_view.dimension))
         articles = merge_articles(parsed)
         links = link_bodies(parsed, articles, LinkEncoder(encoder))
         passages = make_passages(parsed, articles, model_view, settings)
         factory = factory or choose_factory(len(passages))
-        new_faiss_index(factory, dimension=model_view.dimension)  # a bad factory fails before embedding
         texts = [p.pop("_embed") for p in passages]
         for passage, embedded in zip(passages, texts):
             if embedded != passage["text"]:

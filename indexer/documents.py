@@ -181,6 +181,14 @@ def parse_file(path: Path, name: str) -> ParsedFile:
 # --- front matter -------------------------------------------------------------------
 
 
+def yaml_problem(error: Exception) -> tuple[int | None, str]:
+    """(0-based line or None, reason) of a PyYAML error, whose own text spans several lines
+    (context, a caret under the column)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return (mark.line if mark is not None else None), problem
+
+
 def _parse_front_matter(
     name: str, text: str, offset: int, source: str, articles: dict[str, Article], segments: list[Segment]
 ) -> None:
@@ -190,9 +198,8 @@ def _parse_front_matter(
         data = yaml.safe_load(source)
         node = yaml.compose(source, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 2}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line, problem = yaml_problem(exc)
+        where = f" at line {line + 2}" if line is not None else ""  # + the opening '---' line
         raise InputError(name, f"malformed front matter{where}: {problem}") from None
     except (ValueError, TypeError) as exc:  # e.g. an impossible unquoted timestamp
         raise InputError(name, f"malformed front matter: {exc}") from None

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import IndexFormatError
+from indexer.faiss_build import faiss_problem
 
 FORMAT = "semindex-index"
 FORMAT_VERSION = 1
@@ -63,6 +64,7 @@ FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
     "a list": _of(list),
     "a string": _of(str),
     "a string or null": _of(str, type(None)),
+    "a string if present": lambda value: value is ... or _of(str)(value),
     "an integer": _of(int),
     "a number": _of(int, float),
     "a line range": lambda value: _of(list)(value) and len(value) == 2 and all(map(_of(int), value)),
@@ -75,7 +77,10 @@ MANIFEST_FIELDS: dict[str, str] = {
     "model.max_seq_length": "an integer",
     "faiss": "an object",
     "faiss.factory": "a string",
+    "faiss.search_params": "a string if present",
     "chunking": "an object",
+    "chunking.max_tokens": "an integer",
+    "chunking.overlap": "an integer",
     "keyword": "an object",
     "keyword.k1": "a number",
     "keyword.b": "a number",
@@ -295,7 +300,7 @@ class StoredIndex:
             try:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
-                raise IndexFormatError(f"{path}: corrupt FAISS index ({str(exc).splitlines()[0]}); {rebuild_hint(self.index)}") from None
+                raise IndexFormatError(f"{path}: corrupt FAISS index ({faiss_problem(exc)}); {rebuild_hint(self.index)}") from None
         if index.ntotal != self.count:
             raise IndexFormatError(
                 f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
@@ -303,10 +308,10 @@ class StoredIndex:
         if params := self.manifest["faiss"].get("search_params"):  # absent from older manifests
             try:
                 faiss.ParameterSpace().set_index_parameters(index, params)
-            except RuntimeError:
+            except RuntimeError as exc:
                 raise IndexFormatError(
                     f"{self.generation / MANIFEST}: FAISS search parameters {params!r} cannot be set on "
-                    f"{path.name} ({type(index).__name__}); {rebuild_hint(self.index)}"
+                    f"{path.name} ({type(index).__name__}: {faiss_problem(exc)}); {rebuild_hint(self.index)}"
                 ) from None
         if index.d != self.dimension:
             raise IndexFormatError(

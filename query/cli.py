@@ -54,9 +54,10 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # markup off: corpus text, titles and file names may contain "[...]", which rich would
-    # otherwise read as style tags (and fail on, or drop); styles are given as Text instead
-    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
+    # markup and emoji codes off: corpus text, titles and file names may hold "[...]" or
+    # ":fire:", which rich would read as style tags (and fail on, or drop) or replace with
+    # emoji; styles are given as Text instead
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
 
 
 def _warn(message: str) -> None:

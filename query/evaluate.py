@@ -93,6 +93,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     """
     import yaml
 
+    from indexer.documents import yaml_problem
     from query.answer import answer_from_hits
     from query.searcher import open_searcher
 
@@ -100,11 +101,9 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         questions = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise SemindexError(f"{path}: cannot read gold questions ({exc})") from None
-    except yaml.YAMLError as exc:  # its str() spans lines (context, a caret under the column)
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SemindexError(f"{where}: invalid YAML ({problem})") from None
+    except yaml.YAMLError as exc:
+        line, problem = yaml_problem(exc)
+        raise SemindexError(f"{path}{'' if line is None else f':{line + 1}'}: invalid YAML ({problem})") from None
     _check_gold(path, questions)
     searcher = open_searcher(index)
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
@@ -118,7 +117,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         latencies.append((time.perf_counter() - began) * 1000)
         if not answers:
             unanswerable += 1
-            hits = [searcher.hit(rank, pid, score) for rank, (pid, score) in enumerate(ranked[:5], start=1)]
+            hits = searcher.hits(ranked, k=5)
             abstained += answer_from_hits(question["question"], hits, searcher.embed).answer is None
             continue
         sources = set(question.get("sources") or [])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from indexer.embedder import Embedder, ModelError, resolve_model
 from indexer.errors import IndexFormatError, QueryError, SemindexError
+from indexer.faiss_build import faiss_problem
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
 from query.fusion import zscore_fusion
@@ -159,7 +161,7 @@ class Searcher:
             try:
                 faiss.ParameterSpace().set_index_parameters(vectors, self.faiss_params)
             except RuntimeError as exc:
-                raise SemindexError(f"FAISS search parameters {self.faiss_params!r}: {str(exc).splitlines()[0]}") from None
+                raise SemindexError(f"FAISS search parameters {self.faiss_params!r}: {faiss_problem(exc)}") from None
             self.__dict__["_params_set"] = True
         scores, ids = vectors.search(question_vector.reshape(1, -1), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
@@ -301,33 +303,50 @@ class Searcher:
             cache[passage_id] = self.stored.passage(passage_id)["article"]
         return cache[passage_id]
 
-    def citations(self, passage_id: int) -> list[Citation]:
-        """Every place a passage's text appears, as stored, its first source first."""
+    def hit(self, rank: int, passage_id: int, score: float, *, copies: Sequence[int] = ()) -> Hit:
+        """A ranked passage with its citations; ``copies`` (passages embedded from the same
+        text elsewhere) add theirs to ``also_in``."""
         passage = self.stored.passage(passage_id)
-        article = self.stored.articles.get(passage["article"], {})
-        return [Citation.from_stored(source, article) for source in passage["sources"]]
-
-    def hit(self, rank: int, passage_id: int, score: float) -> Hit:
-        passage = self.stored.passage(passage_id)
-        citations = self.citations(passage_id)
+        citations = self._citations(passage)
+        for copy in copies:
+            citations += self._citations(self.stored.passage(copy))
         return Hit(
             rank=rank, score=score, text=passage["text"], citation=citations[0], passage_id=passage_id,
             article=passage["article"], also_in=tuple(citations[1:]), embedded=passage.get("embedded"),
         )
 
-    def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
-        """The ``k`` best passages for ``question``, best first. A passage whose text is the
-        same as a better one's (an article syndicated by two outlets, a file copied into two
-        folders) is not a hit of its own: its citations join that hit's ``also_in``."""
-        groups: dict[str, list[tuple[int, float]]] = {}
-        for pid, score in self.rank(question, k=2 * k, mode=mode):
-            text = self.stored.passage(pid)["text"]
+    def _citations(self, passage: dict[str, Any]) -> list[Citation]:
+        article = self.stored.articles.get(passage["article"], {})
+        return [Citation.from_stored(source, article) for source in passage["sources"]]
+
+    def hits(self, ranked: Sequence[tuple[int, float]], *, k: int) -> list[Hit]:
+        """The first ``k`` distinct passages of ``ranked`` as hits. A passage embedded from the
+        same text as a better one (an article syndicated by two outlets, a file copied into
+        two folders) is not a hit of its own: its citations join that hit's ``also_in``.
+        Copies score the same, so they sit next to each other in a ranking."""
+        groups: dict[str, list[int]] = {}
+        scores: dict[int, float] = {}
+        for pid, score in ranked:
+            text = self._embedded(pid)
             if text in groups or len(groups) < k:
-                groups.setdefault(text, []).append((pid, score))
-        hits = []
-        for rank, ((pid, score), *copies) in enumerate(groups.values(), start=1):
-            hit = self.hit(rank, pid, score)
-            if copies:
-                hit = replace(hit, also_in=hit.also_in + tuple(c for copy, _ in copies for c in self.citations(copy)))
-            hits.append(hit)
-        return hits
+                groups.setdefault(text, []).append(pid)
+                scores[pid] = score
+        return [self.hit(rank, first, scores[first], copies=copies)
+                for rank, (first, *copies) in enumerate(groups.values(), start=1)]
+
+    def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
+        """The ``k`` best distinct passages for ``question``, best first, each with every copy
+        of its text in ``also_in`` (see :meth:`hits`); fewer only when the index holds fewer."""
+        check_query(question, k=k, mode=mode)
+        depth = 2 * k
+        while True:
+            ranked = self.rank(question, k=depth, mode=mode)
+            hits = self.hits(ranked, k=k)
+            complete = len(hits) == k and self._embedded(ranked[-1][0]) not in {h.embedded or h.text for h in hits}
+            if complete or len(ranked) < depth:  # k hits and all their copies, or the whole ranking
+                return hits
+            depth *= 2
+
+    def _embedded(self, passage_id: int) -> str:
+        passage = self.stored.passage(passage_id)
+        return passage.get("embedded") or passage["text"]

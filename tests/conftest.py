@@ -14,10 +14,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 settings.register_profile("explore", settings.get_profile("semindex"), max_examples=2000, derandomize=False)
+# Property tests run the same examples on every run (derandomized), so `make test` and CI
+# fail only for a change in the code; `pytest --hypothesis-profile=explore` searches 2,000
+# fresh random examples per property instead.
 settings.load_profile("semindex")
-"""Property tests run the same examples on every run (derandomized), so ``make test`` and
-CI fail only for a change in the code; ``pytest --hypothesis-profile=explore`` searches
-2,000 fresh random examples per property instead."""
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = ROOT / "corpus"

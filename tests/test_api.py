@@ -59,7 +59,7 @@ def test_result_types_are_exported():
 
 @pytest.mark.parametrize(("question", "k", "problem"), [
     ("", 5, "the question is empty"), ("   ", 5, "the question is empty"),
-    ("open-source AI", 0, "k must be at least 1"), ("open-source AI", -1, "k must be at least 1"),
+    ("open-source AI", 0, "k must be at least 1, got 0"), ("open-source AI", -1, "k must be at least 1, got -1"),
 ])
 def test_what_cannot_be_searched_is_refused(question, k, problem):
     for call in (search, ask):
@@ -73,13 +73,31 @@ def test_a_question_without_content_words_is_not_answered(question):
     assert answer.answer is None and not answer.confident
 
 
-def test_the_same_text_in_two_files_is_one_hit_citing_both(write_corpus, tmp_path, embedder):
+def test_copies_of_a_text_are_one_hit_citing_all_of_them(write_corpus, tmp_path, embedder):
     from indexer.build import build_index
 
     story = "Kites fly over the beach in Brighton every summer, and the council counts them.\n"
-    corpus = write_corpus({"dup1.txt": story, "sub/dup2.txt": story, "p.txt": "Parrots live in the Amazon.\n"})
+    others = {"p.txt": "Parrots live in the Amazon.\n", "q.txt": "Kite festivals draw crowds to the coast.\n",
+              "r.txt": "Brighton council counts visitors on the beach.\n"}
+    copies = {f"copy{n}/story.txt": story for n in range(6)}
+    corpus = write_corpus({**copies, **others})
     build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
-    hits = search("How many kites fly in Brighton?", k=2, index=tmp_path / "index")
-    assert [h.rank for h in hits] == [1, 2]
-    assert hits[0].text == story.strip() and "Parrots" in hits[1].text
-    assert {hits[0].citation.file, *(c.file for c in hits[0].also_in)} == {"dup1.txt", "sub/dup2.txt"}
+    for k in (1, 3, 4):
+        hits = search("How many kites fly in Brighton?", k=k, index=tmp_path / "index")
+        assert [h.rank for h in hits] == list(range(1, k + 1))  # k distinct passages, more copies than k
+        assert hits[0].text == story.strip()
+        assert {hits[0].citation.file, *(c.file for c in hits[0].also_in)} == set(copies)
+        assert len({h.text for h in hits}) == k
+
+
+def test_publishers_of_different_articles_stay_apart(write_corpus, tmp_path, embedder):
+    from indexer.build import build_index
+
+    corpus = write_corpus({
+        f"{n}.md": f"---\ntitle: Story number {n} about kites\nprovider:\n  name: Daily Planet\n"
+                   f"webUrl: https://example.com/{n}\n---\nKites number {n} flew.\n" for n in range(3)
+    })
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    hits = search("Daily Planet", k=5, index=tmp_path / "index", mode="keyword")
+    publishers = [h for h in hits if h.citation.kind == "publisher"]
+    assert len(publishers) == 3 and all(not h.also_in for h in publishers)

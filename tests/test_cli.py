@@ -127,8 +127,11 @@ def test_corpus_text_that_looks_like_markup_is_printed_as_it_is(tmp_path):
     assert "[link=http://x]macaw[/link]" in semindex("search", "macaw", "--index", index).stdout
 
 
-def test_empty_question_and_bad_sizes_are_one_line_errors():
+def test_empty_question_is_one_line_and_bad_sizes_are_usage_errors():
     result = semindex("ask", " ", "--index", str(INDEX))
     assert result.returncode == 2 and result.stderr.strip() == "error: the question is empty"
-    for args in (("build", "corpus", "--index", "unused", "--max-tokens", "0"), ("eval", "unused.yaml", "--limit", "0")):
-        assert semindex(*args).returncode == 2
+    gold = str(Path(__file__).resolve().parents[1] / "bench" / "calibration_questions.yaml")
+    for args, option in ((("build", "corpus", "--index", "unused", "--max-tokens", "0"), "--max-tokens"),
+                         (("eval", gold, "--index", str(INDEX), "--limit", "0"), "--limit")):
+        result = semindex(*args)
+        assert result.returncode == 2 and option in result.stderr and "Traceback" not in result.stderr

@@ -92,7 +92,8 @@ def test_search_reports_a_missing_or_mistyped_field_in_one_line(built: Path, tmp
 
 def test_search_params_that_do_not_fit_the_faiss_index_are_refused(built: Path, tmp_path: Path) -> None:
     index, path = damaged(built, tmp_path, _set("faiss/search_params", "nprobe=8"))
-    expected = (f"{path}: FAISS search parameters 'nprobe=8' cannot be set on {store.VECTORS} (IndexFlatIP); "
+    expected = (f"{path}: FAISS search parameters 'nprobe=8' cannot be set on {store.VECTORS} "
+                f"(IndexFlatIP: ParameterSpace::set_index_parameter:could not set parameter nprobe); "
                 f"{store.rebuild_hint(index)}")
     with pytest.raises(IndexFormatError) as error:
         StoredIndex.open(index).vectors
@@ -122,3 +123,23 @@ def test_a_model_missing_from_this_machine_is_refused_without_asking_a_hub(built
     line = error_line(run_cli("search", "kites", "--index", index, timeout=120))
     assert f"{path}: built with model 'no-such-org/no-such-model', which cannot be loaded here" in line
     assert "rebuild it with: semindex build CORPUS" in line
+
+
+def test_queries_never_ask_a_hub_for_the_model(built: Path, tmp_path: Path, monkeypatch) -> None:
+    """The searcher loads the index's model with ``local_files_only``: whatever the loader
+    would do with a hub is never tried."""
+    import sentence_transformers
+
+    from query.searcher import open_searcher
+
+    asked: list[dict] = []
+
+    def loader(self, source, **options):
+        asked.append(options)
+        raise OSError(f"{source} is not in the local cache")
+
+    monkeypatch.setattr(sentence_transformers.SentenceTransformer, "__init__", loader)
+    index, _ = damaged(built, tmp_path, lambda manifest: manifest["model"].update(id="no-such-org/no-such-model"))
+    with pytest.raises(IndexFormatError, match="built with model 'no-such-org/no-such-model', which cannot be loaded here"):
+        open_searcher(index).embedder
+    assert asked and all(options.get("local_files_only") is True for options in asked)

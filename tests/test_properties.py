@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
@@ -219,7 +219,6 @@ def model_tokens():
     return BuildModel().tokens
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=SENTENCE_TEXT, max_tokens=st.integers(4, 40))
 def test_passages_respect_the_model_token_budget(model_tokens, text, max_tokens) -> None:
     spans = sentence_spans(text)
