@@ -97,14 +97,16 @@ def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
     if not corpus.is_dir():
         raise CorpusError(f"{corpus}: not a folder")
     found: list[tuple[Path, str]] = []
-    seen_dirs: set[str] = set()
+    seen_dirs: dict[str, str] = {}  # real path -> the corpus-relative path it was first read under
     for root, dirs, files in os.walk(corpus, followlinks=True):
         real = os.path.realpath(root)
         if real in seen_dirs:
-            warn(f"{os.path.relpath(root, corpus)}: skipped (symlink loop)")
+            loop = real in {os.path.realpath(parent) for parent in Path(root).parents}
+            why = "symlink loop" if loop else f"a symlink to {seen_dirs[real]}, already read"
+            warn(f"{os.path.relpath(root, corpus)}: skipped ({why})")
             dirs.clear()
             continue
-        seen_dirs.add(real)
+        seen_dirs[real] = Path(os.path.relpath(root, corpus)).as_posix()
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith("."):

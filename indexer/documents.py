@@ -133,8 +133,8 @@ def read_text(path: Path, name: str) -> tuple[str, str]:
         raise InputError(name, f"cannot be read ({exc.strerror or exc})") from None
     if not data.strip():
         raise InputError(name, "is empty")
-    if b"\x00" in data[:8192]:
-        raise InputError(name, "is a binary file, not text")
+    if (nul := data.find(b"\x00")) >= 0:  # the whole file: text never holds NUL, and find() is a memchr
+        raise InputError(name, f"is a binary file, not text (a NUL byte at byte {nul})")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -125,3 +125,22 @@ def test_bad_size_limit_setting_is_one_line(tmp_path, monkeypatch, setting):
     monkeypatch.setenv("SEMINDEX_MAX_FILE_MB", setting)
     with pytest.raises(CorpusError, match=r"SEMINDEX_MAX_FILE_MB=.*expected a positive number of megabytes"):
         parse_file(path, "good.txt")
+
+
+def test_a_nul_byte_anywhere_makes_a_file_binary(tmp_path):
+    path = tmp_path / "late.txt"
+    text = GOOD + "Open models keep improving.\n" * 400  # past the first 8 KB
+    path.write_bytes(text.encode() + b"\x00tail")
+    with pytest.raises(InputError, match=rf"late.txt: is a binary file, not text \(a NUL byte at byte {len(text.encode())}\)"):
+        parse_file(path, "late.txt")
+
+
+def test_a_second_path_to_a_folder_is_not_called_a_loop(write_corpus, tmp_path, embedder):
+    corpus = write_corpus({"real/a.txt": "Kites fly over the beach in Brighton.\n"})
+    (corpus / "reallink").symlink_to("real", target_is_directory=True)
+    (corpus / "real" / "up").symlink_to("..", target_is_directory=True)
+    warnings: list[str] = []
+    report = build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    assert report.files == 1
+    assert "reallink: skipped (a symlink to real, already read)" in warnings
+    assert "real/up: skipped (symlink loop)" in warnings
