@@ -25,6 +25,8 @@ from indexer.chrome import Block, classify_blocks, split_blocks
 from indexer.errors import CorpusError, InputError
 
 FRONT_MATTER = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^---[ \t]*$(?:\r?\n)?", re.S | re.M)
+NODE_PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
+"""YAML node properties before a scalar: an anchor (``&name``) and a tag (``!!str``, ``!x``)."""
 OPENING_FENCE = re.compile(r"\A\ufeff?---[ \t]*\r?\n")
 LEADING_DATE = re.compile(r"\A\s*(?:date|published|dated)\s*:?\s*(?P<date>\d{4}-\d{2}-\d{2})\b\s*", re.I)
 DATE_FIELDS = ("publishedDateTime", "publishedDate", "published_at", "date")
@@ -291,8 +293,10 @@ def _publisher_node(nodes: dict[str, Any]) -> Any:
 def _scalar_segment(
     name: str, text: str, offset: int, node: Any, kind: str, article: str, *, listed_by: str | None = None
 ) -> Segment:
-    """The span of a YAML scalar's content in the file (inside any quotes, trimmed)."""
+    """The span of a YAML scalar's content in the file (after any anchor or tag, inside any
+    quotes, trimmed)."""
     start, end = offset + node.start_mark.index, offset + node.end_mark.index
+    start = NODE_PROPERTIES.match(text, start, end).end()
     if node.style in ("'", '"'):
         start, end = start + 1, end - 1
     elif node.style in ("|", ">"):

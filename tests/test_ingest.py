@@ -15,6 +15,7 @@ import yaml
 
 import query
 from indexer.build import build_index
+from indexer.documents import parse_file
 from indexer.store import ARTICLES, PASSAGES, StoredIndex
 
 
@@ -593,3 +594,14 @@ def test_non_text_files_are_skipped_with_a_warning(records: Built) -> None:
     assert records.report.skipped == [], "non-text files are not parse failures"
     assert all(s["file"] in files for p in records.passages for s in p["sources"])
     assert json.dumps(records.articles).find("photo.jpg") == -1
+
+
+@pytest.mark.parametrize("value", [
+    "&t Anchored title here", "!!str 1984 is a year", '&t "Quoted title"', "!!str 'Single quoted'", "&a !!str |\n  Block title",
+])
+def test_a_title_span_leaves_out_yaml_anchors_and_tags(tmp_path, value):
+    path = tmp_path / "y.md"
+    path.write_text(f"---\ntitle: {value}\nwebUrl: https://example.com/a\n---\nBody text here.\n", encoding="utf-8")
+    parsed = parse_file(path, "y.md")
+    [title] = [s for s in parsed.segments if s.kind == "title"]
+    assert parsed.text[title.start : title.end] == parsed.articles["https://example.com/a"].title
