@@ -141,7 +141,9 @@ def read_text(path: Path, name: str) -> tuple[str, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(name, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    return text.replace("\r\n", "\n") if "\r\n" in text else text, hashlib.sha256(data).hexdigest()
+    if "\r" in text:  # CRLF (Windows) and a lone CR (classic Mac OS) both end a line
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text, hashlib.sha256(data).hexdigest()
 
 
 def iso_date(value: Any) -> str | None:

@@ -605,3 +605,11 @@ def test_a_title_span_leaves_out_yaml_anchors_and_tags(tmp_path, value):
     parsed = parse_file(path, "y.md")
     [title] = [s for s in parsed.segments if s.kind == "title"]
     assert parsed.text[title.start : title.end] == parsed.articles["https://example.com/a"].title
+
+
+def test_classic_mac_line_ends_are_lines(tmp_path):
+    path = tmp_path / "mac.txt"
+    path.write_bytes(b"date 2024-05-17\r\rKites fly over Brighton.\r\rParrots live in the Amazon.\r")
+    parsed = parse_file(path, "mac.txt")
+    assert parsed.body_date == "2024-05-17" and "\r" not in parsed.text
+    assert [parsed.text[s.start : s.end] for s in parsed.segments] == ["Kites fly over Brighton.", "Parrots live in the Amazon."]
