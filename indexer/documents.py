@@ -207,7 +207,7 @@ def _parse_front_matter(
         raise InputError(name, f"malformed front matter{where}: {problem}") from None
     except (ValueError, TypeError) as exc:  # e.g. an impossible unquoted timestamp
         raise InputError(name, f"malformed front matter: {exc}") from None
-    if data is None:
+    if data is None or data == {}:  # empty front matter: the file is a bare body
         return
     if not isinstance(data, dict):
         raise InputError(name, f"front matter must be a mapping of fields, got {_type_name(data)}")

@@ -76,12 +76,14 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
 
 
 def test_empty_front_matter_is_a_bare_body(write_corpus, tmp_path, embedder):
-    corpus = write_corpus({"good.txt": GOOD, "kites.md": "---\n# nothing here\n---\nKites fly over the beach in Brighton.\n"})
+    corpus = write_corpus({"good.txt": GOOD, "kites.md": "---\n# nothing here\n---\nKites fly over the beach in Brighton.\n",
+                           "gulls.md": "---\n{}\n---\nGulls steal chips on the pier.\n"})
     report = build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
-    assert report.files == 2
+    assert report.files == 3
     stored = StoredIndex.open(tmp_path / "index")
-    [kites] = [p for p in stored.passages() if p["sources"][0]["file"] == "kites.md"]
-    assert kites["text"] == "Kites fly over the beach in Brighton." and kites["article"] == "file:kites.md"
+    for name, text in (("kites.md", "Kites fly over the beach in Brighton."), ("gulls.md", "Gulls steal chips on the pier.")):
+        [passage] = [p for p in stored.passages() if p["sources"][0]["file"] == name]
+        assert passage["text"] == text and passage["article"] == f"file:{name}"
 
 
 def test_byte_order_mark_before_a_bare_body_and_its_date(tmp_path):
