@@ -338,6 +338,7 @@ def build_from_parsed(
         for passage, embedded in zip(passages, texts):
             if embedded != passage["text"]:
                 passage["embedded"] = embedded
+        mark_copies(passages, texts)
         vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model_view, missing, progress=progress))
         embedded_count, reused_count = encoder.last_missing, encoder.last_reused
         for message in model_view.warnings:
@@ -729,6 +730,18 @@ def make_passages(
         passage["sources"].sort(key=lambda source: source["listed_by"] is not None)
         passage["kind"] = passage["sources"][0]["kind"]
     return ordered
+
+
+def mark_copies(passages: list[dict[str, Any]], texts: list[str]) -> None:
+    """Give each passage embedded from the same text as others (an article syndicated by two
+    outlets, a file copied into two folders) their ids as ``copies``, so a search shows the
+    text once and cites every place it appears."""
+    ids_by_text: dict[str, list[int]] = {}
+    for passage, text in zip(passages, texts):
+        ids_by_text.setdefault(text, []).append(passage["id"])
+    for ids in ids_by_text.values():
+        for pid in ids if len(ids) > 1 else ():
+            passages[pid]["copies"] = [other for other in ids if other != pid]
 
 
 def _segment_groups(segments: list[Segment]) -> Iterator[list[Segment]]:

@@ -68,8 +68,11 @@ def new_faiss_index(factory: str, *, dimension: int) -> faiss.Index:
 def faiss_problem(error: RuntimeError) -> str:
     """FAISS's reason for one of its C++ exceptions, without the source location."""
     text = (str(error).strip().splitlines() or [""])[0]
-    match = re.search(r"\.(?:cpp|h):\d+: (?:Error: '.*?' failed: )?(.*)", text)
-    return match.group(1) if match else text
+    match = re.search(r"\.(?:cpp|h):\d+: (.*)", text)
+    reason = match.group(1) if match else text
+    if failed := re.fullmatch(r"Error: '(.*?)' failed(?:: (.*))?", reason):  # a FAISS_THROW_IF_NOT
+        return failed.group(2) or f"{failed.group(1)} does not hold"
+    return reason
 
 
 def _training_sample(index: faiss.Index, *, count: int, blocks: Blocks) -> np.ndarray:

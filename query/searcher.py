@@ -70,7 +70,8 @@ def open_searcher(
     ``faiss_params`` overrides the search parameters recorded with the index (e.g.
     ``nprobe=64`` or ``efSearch=256``: higher recall for more time per query).
     """
-    path = Path(index) if index is not None else default_index()
+    # absolute, so a cached searcher keeps reading this index after the process changes directory
+    path = Path(os.path.abspath(index if index is not None else default_index()))
     # Reading CURRENT is cheap; opening (and checksumming) is done once per generation.
     key = (str(live_generation(path).resolve()), model or "", faiss_params or "")
     if key not in _OPEN:
@@ -163,7 +164,11 @@ class Searcher:
             except RuntimeError as exc:
                 raise SemindexError(f"FAISS search parameters {self.faiss_params!r}: {faiss_problem(exc)}") from None
             self.__dict__["_params_set"] = True
-        scores, ids = vectors.search(question_vector.reshape(1, -1), k)
+        try:
+            scores, ids = vectors.search(question_vector.reshape(1, -1), k)
+        except RuntimeError as exc:  # a parameter FAISS accepts but cannot search with (nprobe=0)
+            params = self.faiss_params or self.stored.manifest["faiss"].get("search_params")
+            raise SemindexError(f"FAISS search parameters {params!r}: {faiss_problem(exc)}") from None
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     @cached_property
@@ -321,32 +326,29 @@ class Searcher:
 
     def hits(self, ranked: Sequence[tuple[int, float]], *, k: int) -> list[Hit]:
         """The first ``k`` distinct passages of ``ranked`` as hits. A passage embedded from the
-        same text as a better one (an article syndicated by two outlets, a file copied into
-        two folders) is not a hit of its own: its citations join that hit's ``also_in``.
-        Copies score the same, so they sit next to each other in a ranking."""
-        groups: dict[str, list[int]] = {}
-        scores: dict[int, float] = {}
+        same text as a better one (its stored ``copies``: an article syndicated by two outlets,
+        a file copied into two folders) is not a hit of its own; every copy's citations are in
+        that hit's ``also_in``, wherever the copies rank."""
+        hits: list[Hit] = []
+        shown: set[int] = set()
         for pid, score in ranked:
-            text = self._embedded(pid)
-            if text in groups or len(groups) < k:
-                groups.setdefault(text, []).append(pid)
-                scores[pid] = score
-        return [self.hit(rank, first, scores[first], copies=copies)
-                for rank, (first, *copies) in enumerate(groups.values(), start=1)]
+            if len(hits) == k:
+                break
+            if pid in shown:
+                continue
+            copies = self.stored.passage(pid).get("copies", [])
+            shown.update(copies)
+            hits.append(self.hit(len(hits) + 1, pid, score, copies=copies))
+        return hits
 
     def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
-        """The ``k`` best distinct passages for ``question``, best first, each with every copy
-        of its text in ``also_in`` (see :meth:`hits`); fewer only when the index holds fewer."""
+        """The ``k`` best distinct passages for ``question``, best first (see :meth:`hits`);
+        fewer only when the ranking holds fewer."""
         check_query(question, k=k, mode=mode)
         depth = 2 * k
         while True:
             ranked = self.rank(question, k=depth, mode=mode)
             hits = self.hits(ranked, k=k)
-            complete = len(hits) == k and self._embedded(ranked[-1][0]) not in {h.embedded or h.text for h in hits}
-            if complete or len(ranked) < depth:  # k hits and all their copies, or the whole ranking
+            if len(hits) == k or len(ranked) < depth:
                 return hits
             depth *= 2
-
-    def _embedded(self, passage_id: int) -> str:
-        passage = self.stored.passage(passage_id)
-        return passage.get("embedded") or passage["text"]

@@ -82,12 +82,24 @@ def test_copies_of_a_text_are_one_hit_citing_all_of_them(write_corpus, tmp_path,
     copies = {f"copy{n}/story.txt": story for n in range(6)}
     corpus = write_corpus({**copies, **others})
     build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
-    for k in (1, 3, 4):
-        hits = search("How many kites fly in Brighton?", k=k, index=tmp_path / "index")
-        assert [h.rank for h in hits] == list(range(1, k + 1))  # k distinct passages, more copies than k
+    for k, mode in ((k, mode) for k in (1, 3, 4) for mode in ("hybrid", "dense", "keyword")):
+        hits = search("How many kites fly in Brighton?", k=k, index=tmp_path / "index", mode=mode)
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1)) and len(hits) == min(k, 4 if mode != "keyword" else 3)
         assert hits[0].text == story.strip()
         assert {hits[0].citation.file, *(c.file for c in hits[0].also_in)} == set(copies)
-        assert len({h.text for h in hits}) == k
+        assert len({h.text for h in hits}) == len(hits)
+
+
+def test_a_relative_index_path_stays_that_index_after_a_change_of_directory(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(INDEX, tmp_path / "index")
+    monkeypatch.chdir(tmp_path)
+    first = search("Who is the executive director of EleutherAI?", k=1, index="index")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = search("Who is the executive director of EleutherAI?", k=1, index="../index", mode="keyword")
+    assert "Stella Biderman" in first[0].text and "Stella Biderman" in again[0].text
 
 
 def test_publishers_of_different_articles_stay_apart(write_corpus, tmp_path, embedder):

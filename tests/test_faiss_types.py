@@ -8,6 +8,7 @@ import json
 import pytest
 
 from indexer.build import build_index, choose_factory, default_search_params
+from indexer.errors import SemindexError
 from indexer.store import StoredIndex
 from query.searcher import open_searcher
 
@@ -47,6 +48,8 @@ def test_ivf_index_records_and_applies_search_params(ivf_index):
     assert any("12" in h.text for h in hits)
     narrow = open_searcher(index, faiss_params="nprobe=1").search("Report number 12", k=3, mode="dense")
     assert narrow
+    with pytest.raises(SemindexError, match=r"^FAISS search parameters 'nprobe=0': cur_nprobe > 0 does not hold$"):
+        open_searcher(index, faiss_params="nprobe=0").search("Report number 12", k=3, mode="dense")
 
 
 def test_incremental_build_reuses_ivf_vectors(ivf_index, embedder):
