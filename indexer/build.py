@@ -244,10 +244,13 @@ def build_index(
     with another model is refused unless ``full``. ``precision`` is the ONNX export the
     passages are embedded with (``indexer.onnx_export.PRECISIONS``; by default the live
     generation's, else int8: ``BuildModel.default_precision``). Queries always embed at fp32.
-    ``settings`` default to the live generation's too, else :class:`ChunkSettings`' defaults.
+    ``settings`` default to the live generation's too, else :class:`ChunkSettings`' defaults,
+    and ``factory`` to the live generation's when it is not the one :func:`choose_factory`
+    picks for its size (a ``--faiss`` given before), else to that choice.
     """
     began = time.perf_counter()
     settings = settings or live_chunking(index) or ChunkSettings()
+    factory = factory or live_factory(index)
     keyword = keyword or KeywordSettings()
     found = discover(corpus, warn=warn)
     inputs = hash_inputs(found)
@@ -534,6 +537,18 @@ def live_chunking(index: Path) -> ChunkSettings | None:
         return ChunkSettings(max_tokens=int(chunking["max_tokens"]), overlap=int(chunking["overlap"]))
     except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
         return None
+
+
+def live_factory(index: Path) -> str | None:
+    """The FAISS factory the live manifest records when it differs from what
+    :func:`choose_factory` picks for its passage count (so it was asked for and a rebuild
+    keeps it), else None (chosen by size, and chosen again as the index grows)."""
+    try:
+        manifest = _live_manifest(index)
+        factory, count = manifest["faiss"]["factory"], int(manifest["counts"]["passages"])
+    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
+        return None
+    return None if factory == choose_factory(count) else str(factory)
 
 
 def _unchanged_report(

@@ -76,7 +76,7 @@ def build(
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster, cosine >= 0.97 to fp32). Default: INDEX's current precision, else int8.")] = None,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
-    from indexer.build import build_index, live_chunking, live_precision
+    from indexer.build import build_index, live_chunking, live_factory, live_precision
     from indexer.chunking import ChunkSettings
 
     settings = ChunkSettings(max_tokens=max_tokens) if max_tokens is not None else None
@@ -89,7 +89,7 @@ def build(
         with tempfile.TemporaryDirectory(prefix="semindex-check-") as scratch:
             fresh = Path(scratch) / "index"
             build_index(corpus=corpus, index=fresh, model=model, settings=settings or live_chunking(index),
-                        factory=faiss_factory, warn=_warn, precision=chosen or live_precision(index))
+                        factory=faiss_factory or live_factory(index), warn=_warn, precision=chosen or live_precision(index))
             problems = compare_indexes(expected=fresh, actual=index)
         if problems:
             for problem in problems:

@@ -58,3 +58,13 @@ def test_incremental_build_reuses_ivf_vectors(ivf_index, embedder):
     report = build_index(corpus=corpus, index=index, factory="IVF4,Flat", embedder=embedder)
     assert not report.full and report.reused > 0 and report.embedded <= 3
     assert json.loads((StoredIndex.open(index).generation / "manifest.json").read_text())["counts"]["passages"] > 0
+
+
+def test_a_factory_asked_for_is_kept_by_plain_rebuilds(make_corpus, tmp_path, embedder):
+    corpus = make_corpus({"a.txt": "Kites fly over the beach in Brighton.\n", "b.txt": "Parrots live in the Amazon.\n"})
+    index = tmp_path / "index"
+    build_index(corpus=corpus, index=index, factory="HNSW32,Flat", embedder=embedder)
+    assert build_index(corpus=corpus, index=index, embedder=embedder).unchanged
+    (corpus / "c.txt").write_text("Gulls steal chips on the pier.\n", encoding="utf-8")
+    build_index(corpus=corpus, index=index, embedder=embedder)
+    assert StoredIndex.open(index).manifest["faiss"]["factory"] == "HNSW32,Flat"
