@@ -197,11 +197,13 @@ class Searcher:
         settings = KeywordSettings.from_dict(self.stored.manifest["keyword"])
         return KeywordIndex(self.stored.generation / KEYWORD_DIR, settings)
 
-    def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = CANDIDATES,
+    def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int | None = None,
              rescore: bool = True) -> list[tuple[int, float]]:
         """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score.
 
-        Hybrid fuses the dense and keyword runs, then (``rescore``) lifts the dense score of the
+        Hybrid fuses the dense and keyword runs, ``depth`` deep each (default: ``k``, at least
+        :data:`CANDIDATES`; z-scores depend on it, so a caller reading further down one
+        ranking keeps it fixed), then (``rescore``) lifts the dense score of the
         top :data:`~query.rescoring.CLAUSE_TOP` fused passages (found by either run) by their
         best clause and fuses again.
         """
@@ -210,7 +212,7 @@ class Searcher:
             return self.keyword.search(question, k=k)
         if mode == "dense":
             return self.dense(self.embed([question])[0], k=k)
-        runs = self.passage_runs(question, depth=max(k, depth))
+        runs = self.passage_runs(question, depth=depth or max(k, CANDIDATES))
         return self.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT], rescore=rescore)[:k]
 
     def passage_runs(self, question: str, *, depth: int = CANDIDATES) -> Runs:
@@ -345,10 +347,10 @@ class Searcher:
         """The ``k`` best distinct passages for ``question``, best first (see :meth:`hits`);
         fewer only when the ranking holds fewer."""
         check_query(question, k=k, mode=mode)
-        depth = 2 * k
+        pool, read = max(k, CANDIDATES), 2 * k  # the fused pool of rank(k), read 2k deep for copies
         while True:
-            ranked = self.rank(question, k=depth, mode=mode)
+            ranked = self.rank(question, k=read, mode=mode, depth=max(pool, (read + 1) // 2))
             hits = self.hits(ranked, k=k)
-            if len(hits) == k or len(ranked) < depth:
+            if len(hits) == k or len(ranked) < read:
                 return hits
-            depth *= 2
+            read *= 2

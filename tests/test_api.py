@@ -113,3 +113,24 @@ def test_publishers_of_different_articles_stay_apart(write_corpus, tmp_path, emb
     hits = search("Daily Planet", k=5, index=tmp_path / "index", mode="keyword")
     publishers = [h for h in hits if h.citation.kind == "publisher"]
     assert len(publishers) == 3 and all(not h.also_in for h in publishers)
+
+
+def test_asking_for_more_hits_keeps_the_first_ones(make_corpus, tmp_path, embedder):
+    """The hybrid pool (and so every z-score) is that of rank(k): reading deeper for copies
+    does not reorder the top. Over 100 passages of SciFact abstracts, so that a pool of
+    2k = 102 or 120 would differ from rank(k)'s 100."""
+    import json
+
+    from indexer.build import build_index
+
+    scifact = Path(__file__).resolve().parents[2] / "shared" / "eval" / "scifact"
+    lines = (scifact / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    corpus = make_corpus({f"{json.loads(line)['_id']}.txt": f"{json.loads(line)['title']}\n\n{json.loads(line)['text']}\n"
+                          for line in lines})
+    index = tmp_path / "index"
+    build_index(corpus=corpus, index=index, embedder=embedder)
+    claims = [json.loads(line)["text"] for line in (scifact / "queries.jsonl").read_text(encoding="utf-8").splitlines()[:15]]
+    for claim in claims:
+        first = [h.passage_id for h in search(claim, k=5, index=index)]
+        for k in (51, 60):
+            assert [h.passage_id for h in search(claim, k=k, index=index)][:5] == first, (claim, k)
