@@ -83,8 +83,8 @@ def check_query(question: str, *, k: int, mode: str) -> None:
     """Refuse what cannot be searched: an empty question, ``k`` < 1, an unknown mode."""
     if not isinstance(question, str) or not question.strip():
         raise QueryError("the question is empty")
-    if k < 1:
-        raise QueryError(f"k must be at least 1, got {k}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
     if mode not in MODES:
         raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 

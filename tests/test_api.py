@@ -59,7 +59,9 @@ def test_result_types_are_exported():
 
 @pytest.mark.parametrize(("question", "k", "problem"), [
     ("", 5, "the question is empty"), ("   ", 5, "the question is empty"),
-    ("open-source AI", 0, "k must be at least 1, got 0"), ("open-source AI", -1, "k must be at least 1, got -1"),
+    ("open-source AI", 0, "k must be a whole number of at least 1, got 0"),
+    ("open-source AI", -1, "k must be a whole number of at least 1, got -1"),
+    ("open-source AI", 2.5, "got 2.5"), ("open-source AI", "3", "got '3'"), ("open-source AI", None, "got None"),
 ])
 def test_what_cannot_be_searched_is_refused(question, k, problem):
     for call in (search, ask):
