@@ -515,40 +515,34 @@ def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIn
     return keep
 
 
-def _live_manifest(index: Path) -> dict[str, Any]:
-    """The live manifest read as is, not verified: a damaged generation still says what the
-    index was. Raises what reading it raises."""
-    return json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8"))
+def _from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> Any:
+    """``read(manifest)`` of the live manifest as it is (not verified: a damaged generation
+    still says what the index was), or None when there is none or it lacks what ``read`` needs."""
+    try:
+        return read(json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8")))
+    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def live_precision(index: Path) -> str | None:
     """The embedding precision the live manifest records, or None when there is none."""
-    try:
-        return str(_live_manifest(index)["model"].get("precision", "fp32"))
-    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
-        return None
+    return _from_live_manifest(index, lambda manifest: str(manifest["model"].get("precision", "fp32")))
 
 
 def live_chunking(index: Path) -> ChunkSettings | None:
     """The chunk settings the live manifest records, or None when there are none, so that a
     rebuild without ``--max-tokens`` keeps the passage size an index was built with."""
-    try:
-        chunking = _live_manifest(index)["chunking"]
-        return ChunkSettings(max_tokens=int(chunking["max_tokens"]), overlap=int(chunking["overlap"]))
-    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
-        return None
+    return _from_live_manifest(index, lambda manifest: ChunkSettings(
+        max_tokens=int(manifest["chunking"]["max_tokens"]), overlap=int(manifest["chunking"]["overlap"])))
 
 
 def live_factory(index: Path) -> str | None:
     """The FAISS factory the live manifest records when it differs from what
     :func:`choose_factory` picks for its passage count (so it was asked for and a rebuild
     keeps it), else None (chosen by size, and chosen again as the index grows)."""
-    try:
-        manifest = _live_manifest(index)
-        factory, count = manifest["faiss"]["factory"], int(manifest["counts"]["passages"])
-    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
-        return None
-    return None if factory == choose_factory(count) else str(factory)
+    recorded = _from_live_manifest(index, lambda manifest: (str(manifest["faiss"]["factory"]),
+                                                            int(manifest["counts"]["passages"])))
+    return None if recorded is None or recorded[0] == choose_factory(recorded[1]) else recorded[0]
 
 
 def _unchanged_report(

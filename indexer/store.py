@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -127,27 +127,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fields(data: Any, parts: list[str], name: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted name, value) of each field of ``data`` that ``parts`` names; a missing field's
-    value is ``...``, which no JSON value is, so it fits no kind."""
+def _values(data: Any, parts: list[str]) -> list[Any]:
+    """Every value the dotted ``parts`` name in ``data``, level by level (``*``: each key or
+    item; a missing field is ``...``, which no JSON value is, so it fits no kind). Parents
+    come first in :data:`MANIFEST_FIELDS`, so each level is known to be an object or a list."""
+    values = [data]
+    for part in parts:
+        if part == "*":
+            values = [item for value in values for item in (value.values() if isinstance(value, dict) else value)]
+        else:
+            values = [value.get(part, ...) for value in values]
+    return values
+
+
+def _first_misfit(data: Any, parts: list[str], fits: Callable[[Any], bool], name: str = "") -> str | None:
+    """The dotted name of the first value ``parts`` names that does not fit (the slow walk,
+    run only once a field is known to be wrong, to say which)."""
     if not parts:
-        yield name, data
-        return
+        return None if fits(data) else name
     head, *rest = parts
-    if head == "*":
-        items = data.items() if isinstance(data, dict) else enumerate(data)
-    else:
-        items = [(head, data.get(head, ...))]
+    items = (data.items() if isinstance(data, dict) else enumerate(data)) if head == "*" else [(head, data.get(head, ...))]
     for key, value in items:
-        yield from _fields(value, rest, f"{name}.{key}" if name else str(key))
+        if (found := _first_misfit(value, rest, fits, f"{name}.{key}" if name else str(key))) is not None:
+            return found
+    return None
 
 
 def manifest_problem(manifest: dict[str, Any]) -> str | None:
-    """The first field of :data:`MANIFEST_FIELDS` missing from ``manifest`` or of another kind."""
+    """The first field of :data:`MANIFEST_FIELDS` missing from ``manifest`` or of another kind.
+    It runs on every open, and a manifest lists every corpus file, so the common case (all
+    fields fit) is checked a level at a time, without naming each field."""
     for pattern, kind in MANIFEST_FIELDS.items():
-        for name, value in _fields(manifest, pattern.split(".")):
-            if not FIELD_KINDS[kind](value):
-                return f"field {name!r} is missing or not {kind}"
+        parts, fits = pattern.split("."), FIELD_KINDS[kind]
+        if not all(map(fits, _values(manifest, parts))):
+            return f"field {_first_misfit(manifest, parts, fits)!r} is missing or not {kind}"
     return None
 
 

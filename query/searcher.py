@@ -310,12 +310,11 @@ class Searcher:
             cache[passage_id] = self.stored.passage(passage_id)["article"]
         return cache[passage_id]
 
-    def hit(self, rank: int, passage_id: int, score: float, *, copies: Sequence[int] = ()) -> Hit:
-        """A ranked passage with its citations; ``copies`` (passages embedded from the same
-        text elsewhere) add theirs to ``also_in``."""
-        passage = self.stored.passage(passage_id)
+    def hit(self, rank: int, passage_id: int, score: float, passage: dict[str, Any]) -> Hit:
+        """A ranked passage (``passage``, as stored) with its citations; its ``copies``
+        (passages embedded from the same text elsewhere) add theirs to ``also_in``."""
         citations = self._citations(passage)
-        for copy in copies:
+        for copy in passage.get("copies", []):
             citations += self._citations(self.stored.passage(copy))
         return Hit(
             rank=rank, score=score, text=passage["text"], citation=citations[0], passage_id=passage_id,
@@ -338,9 +337,9 @@ class Searcher:
                 break
             if pid in shown:
                 continue
-            copies = self.stored.passage(pid).get("copies", [])
-            shown.update(copies)
-            hits.append(self.hit(len(hits) + 1, pid, score, copies=copies))
+            passage = self.stored.passage(pid)
+            shown.update(passage.get("copies", []))
+            hits.append(self.hit(len(hits) + 1, pid, score, passage))
         return hits
 
     def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
