@@ -53,7 +53,8 @@ def fused(runs, fusion: str, dense_weight: float) -> Ranker:
         weights = [dense_weight, 1 - dense_weight]
         if fusion == "rrf":
             return reciprocal_rank_fusion([found.dense, found.keyword], weights=weights)
-        return (zscore_fusion if fusion == "zscore" else minmax_fusion)([found.dense, found.keyword], weights=weights)
+        return (zscore_fusion if fusion == "zscore" else minmax_fusion)([found.dense, found.keyword_scores()],
+                                                                        weights=weights)
 
     return rank
 
@@ -73,7 +74,7 @@ def rocchio(runs, dense_weight: float, *, top: int = 3, beta: float = 0.5) -> Ra
     def rank(searcher: Searcher, query: str) -> list:
         found = runs(searcher, query)
         weights = [dense_weight, 1 - dense_weight]
-        first = zscore_fusion([found.dense, found.keyword], weights=weights)[:top]
+        first = zscore_fusion([found.dense, found.keyword_scores()], weights=weights)[:top]
         feedback = [searcher.stored.vectors.reconstruct(found.passage(item)) for item, _ in first
                     if found.passage(item) is not None]
         moved = found.vector + beta * np.mean(feedback, axis=0) if feedback else found.vector
@@ -82,7 +83,7 @@ def rocchio(runs, dense_weight: float, *, top: int = 3, beta: float = 0.5) -> Ra
             again, _ = searcher.best_passage_per_article(moved, depth=BEIR_PASSAGE_DEPTH)
         else:
             again = searcher.dense(moved, k=CANDIDATES)
-        return zscore_fusion([again, found.keyword], weights=weights)
+        return zscore_fusion([again, found.keyword_scores()], weights=weights)
 
     return rank
 
@@ -103,7 +104,7 @@ def title_bm25(weight: float) -> Ranker:
         keys = searcher.article_keys
         title_run = [(keys[row], score) for row, score in indexes[id(searcher)].search(query, k=CANDIDATES)]
         rest = (1 - weight) / 2
-        return zscore_fusion([found.dense, found.keyword, title_run], weights=[rest, rest, weight])
+        return zscore_fusion([found.dense, found.keyword_scores(), title_run], weights=[rest, rest, weight])
 
     return rank
 
@@ -116,7 +117,7 @@ def with_mpnet_articles(mpnet: Searcher, weights: tuple[float, float, float]) ->
     def rank(searcher: Searcher, query: str) -> list:
         found = searcher.article_runs(query, depth=BEIR_PASSAGE_DEPTH, mode="hybrid" if weights[0] else "keyword")
         second = article_runs(mpnet, query).dense if weights[1] else []
-        return zscore_fusion([found.dense, second, found.keyword], weights=list(weights))
+        return zscore_fusion([found.dense, second, found.keyword_scores()], weights=list(weights))
 
     return rank
 
@@ -133,7 +134,7 @@ def with_mpnet_passages(embedder, weights: tuple[float, float, float]) -> Ranker
         found = passage_runs(searcher, query)
         cosines = vectors[id(searcher)] @ embedder.encode([query])[0]
         second = sorted(((pid, float(c)) for pid, c in enumerate(cosines)), key=lambda item: -item[1])[:CANDIDATES]
-        return zscore_fusion([found.dense if weights[0] else [], second, found.keyword], weights=list(weights))
+        return zscore_fusion([found.dense if weights[0] else [], second, found.keyword_scores()], weights=list(weights))
 
     return rank
 

@@ -24,7 +24,7 @@ RANK_PENALTY = 0.05
 METADATA_KINDS = frozenset({"title", "publisher", "meta"})
 """Passages that are one fact about an article: answered whole, judged by their embedded
 rendering (e.g. "Government Technology published “…” on 2023-05-12.")."""
-CONFIDENCE_THRESHOLD = 0.39
+CONFIDENCE_THRESHOLD = 0.40
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from indexer.errors import SemindexError
 from query import metrics
@@ -16,7 +19,7 @@ from query import metrics
 if TYPE_CHECKING:
     from query.searcher import Searcher
 
-Ranker = Callable[["Searcher", str], list]
+Ranker: TypeAlias = "Callable[[Searcher, str], list]"
 """``ranker(searcher, query)`` -> [(passage id or article key, score)] best first: lets a
 benchmark measure a ranking the product does not ship (another fusion, a rescoring)."""
 
@@ -143,6 +146,24 @@ def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, p
     return cache / "beir" / f"{re.sub(r'[^A-Za-z0-9_-]', '_', folder.name)}-{key}"
 
 
+@contextmanager
+def cache_fill_lock(index: Path) -> Iterator[None]:
+    """Hold ``<index>.fill`` exclusively while one run builds a cached BEIR index: a second
+    run on the same corpus waits for it (saying so on stderr) and then reuses its index,
+    where it would otherwise fail on the index's build lock."""
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with index.with_name(f"{index.name}.fill").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{index}: another run is indexing this corpus; waiting for it", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def beir_documents(dataset) -> list:
     """Each BEIR document as a parsed file: a title passage and body passages of one article."""
     from indexer.documents import Article, ParsedFile, Segment
@@ -193,8 +214,10 @@ def evaluate_beir(
         precision = BuildModel(model=model).precision
     index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
     if not (index / POINTER).is_file():
-        build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings, progress=progress,
-                          precision=precision)
+        with cache_fill_lock(index):
+            if not (index / POINTER).is_file():  # not filled meanwhile by the run we waited for
+                build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings,
+                                  progress=progress, precision=precision)
     searcher = open_searcher(index)
     ranked_for = ranker or (lambda searcher, query: searcher.rank_articles(query, k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH))
     ranked_for(searcher, "warm-up")

@@ -54,6 +54,19 @@ def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tupl
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
+def with_true_zeros(run: Run, others: Sequence[Run]) -> list[tuple[Hashable, float]]:
+    """``run`` followed by every item of ``others`` it lacks, scored 0.0.
+
+    Only for a run known to hold every item with a nonzero score (BM25 that returned fewer
+    items than asked for): the zeros are then true scores, and standardising over them
+    gives a run that found one or two items the lead it earned, where without them
+    :func:`zscore_fusion` sees one candidate and lets the run count for nothing.
+    """
+    present = {item for item, _ in run}
+    missing = dict.fromkeys(item for other in others for item, _ in other if item not in present)
+    return [*run, *((item, 0.0) for item in missing)]
+
+
 def minmax_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tuple[Hashable, float]]:
     """score(d) = sum_i w_i * (s_i(d) - min_i) / (max_i - min_i) over each run's own candidates;
     a document missing from a run gets 0 from it. Like :func:`zscore_fusion` it keeps margins,

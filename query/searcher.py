@@ -14,7 +14,7 @@ from indexer.errors import IndexFormatError, QueryError, SemindexError
 from indexer.faiss_build import faiss_problem
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
-from query.fusion import zscore_fusion
+from query.fusion import with_true_zeros, zscore_fusion
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP, clauses, mix_clause_scores
 from query.results import Citation, Hit
 
@@ -45,6 +45,13 @@ class Runs:
     keyword: list[tuple]
     vector: Any
     best_passage: dict[str, int] | None = None
+    keyword_complete: bool = False
+    """The keyword run holds every item BM25 scores above zero (it returned fewer than asked)."""
+
+    def keyword_scores(self) -> list[tuple]:
+        """The keyword run as score fusion should see it: a complete run followed by the dense
+        run's other items at their true BM25 score, 0 (see :func:`~query.fusion.with_true_zeros`)."""
+        return with_true_zeros(self.keyword, [self.dense]) if self.keyword_complete else self.keyword
 
     def passage(self, item) -> int | None:
         """The passage that stands for ``item``: itself, or an article's best passage (None
@@ -220,17 +227,18 @@ class Searcher:
         vector = self.embed([question])[0]
         dense = self.dense(vector, k=depth)
         keyword = self.keyword.search(question, k=depth)
-        return Runs(dense=dense, keyword=keyword, vector=vector)
+        return Runs(dense=dense, keyword=keyword, vector=vector, keyword_complete=len(keyword) < depth)
 
     def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
              mix: float = CLAUSE_MIX) -> list[tuple]:
         """z-score fusion of ``runs``; with ``rescore``, the ``top`` fused items that have a
         passage get their dense score lifted by its best clause (``mix``) and are fused again."""
-        fused = zscore_fusion([runs.dense, runs.keyword], weights=weights)
+        keyword = runs.keyword_scores()
+        fused = zscore_fusion([runs.dense, keyword], weights=weights)
         if not rescore:
             return fused
         targets = [(item, runs.passage(item)) for item, _ in fused[:top] if runs.passage(item) is not None]
-        return zscore_fusion([self.clause_rescored(runs.dense, targets, runs.vector, mix=mix), runs.keyword],
+        return zscore_fusion([self.clause_rescored(runs.dense, targets, runs.vector, mix=mix), keyword],
                              weights=weights)
 
     def clause_rescored(self, dense: list[tuple], targets: list[tuple], vector, *, mix: float = CLAUSE_MIX) -> list[tuple]:
@@ -290,7 +298,8 @@ class Searcher:
         if mode != "dense" and self.article_keyword is not None:
             keys = self.article_keys
             keyword = [(keys[row], score) for row, score in self.article_keyword.search(question, k=keyword_depth)]
-        return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best_passage)
+        return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best_passage,
+                    keyword_complete=len(keyword) < keyword_depth)
 
     def best_passage_per_article(self, vector, *, depth: int) -> tuple[list[tuple[str, float]], dict[str, int]]:
         """(article, best passage cosine) best first among the ``depth`` passages nearest to

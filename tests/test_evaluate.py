@@ -4,12 +4,14 @@ small BEIR folder indexed into a cache keyed by corpus and model, in every mode.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from indexer.errors import SemindexError
-from query.evaluate import METRIC_KEYS, beir_index_path, evaluate_beir, evaluate_gold
+from query.evaluate import METRIC_KEYS, beir_documents, beir_index_path, cache_fill_lock, evaluate_beir, evaluate_gold
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = ROOT / "index"
@@ -61,7 +63,7 @@ def test_beir_index_is_cached_per_corpus_and_model(tmp_path):
     folder = write_beir(tmp_path / "tiny")
     cache = tmp_path / "cache"
     evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")
-    built = list((cache / "beir").iterdir())
+    built = [path for path in (cache / "beir").iterdir() if path.is_dir()]
     assert len(built) == 1
     marker = built[0] / "CURRENT"
     stamp = marker.stat().st_mtime_ns
@@ -72,6 +74,38 @@ def test_beir_index_is_cached_per_corpus_and_model(tmp_path):
     keys = {beir_index_path(folder, cache=cache, model=model, settings=ChunkSettings(), precision="fp32")
             for model in (None, "sentence-transformers/all-mpnet-base-v2")}
     assert len(keys) == 2 and built[0] in keys, "another model gets another cache folder"
+
+
+def test_a_second_run_waits_for_the_one_filling_the_cache_then_reuses_it(tmp_path, capsys):
+    from indexer.build import build_from_parsed
+    from indexer.chunking import ChunkSettings
+    from query.beir import load_beir
+
+    folder = write_beir(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    index = beir_index_path(folder, cache=cache, model=None, settings=ChunkSettings(), precision="fp32")
+    reports, failures = [], []
+
+    def second_run():
+        try:
+            reports.append(evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32").to_dict())
+        except Exception as exc:  # surfaced by the assertion below
+            failures.append(exc)
+
+    with cache_fill_lock(index):  # the first run, filling the cache
+        waiter = threading.Thread(target=second_run)
+        waiter.start()
+        said, deadline = "", time.time() + 60
+        while "waiting" not in said and waiter.is_alive() and time.time() < deadline:
+            time.sleep(0.05)
+            said += capsys.readouterr().err
+        assert "another run is indexing this corpus; waiting for it" in said and waiter.is_alive(), (said, failures)
+        build_from_parsed(beir_documents(load_beir(folder)), index=index, model=None, settings=ChunkSettings(),
+                          precision="fp32")
+        stamp = (index / "CURRENT").stat().st_mtime_ns
+    waiter.join(timeout=300)
+    assert not failures and reports and reports[0]["hit@1"] == 1.0, failures
+    assert (index / "CURRENT").stat().st_mtime_ns == stamp, "the run that waited reused the index, not rebuilt it"
 
 
 def test_gold_questions_against_the_bundled_index():
