@@ -40,7 +40,7 @@ from indexer.onnx_export import ensure_export
 
 TEXT_SUFFIXES = (".txt", ".md")
 EXACT_SEARCH_LIMIT = 100_000
-"""Below this many passages the index is exact (Flat); above it, HNSW (see ``choose_factory``)."""
+"""Below this many passages the index is exact (Flat); above it, IVF (see ``choose_factory``)."""
 LINK_MIN_SCORE = 0.5
 LINK_MIN_MARGIN = 0.1
 """A bare body is linked to a same-day article when the link score (see ``link_bodies``)

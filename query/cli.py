@@ -257,7 +257,7 @@ def evaluate(
     target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
-    split: Annotated[str, typer.Option("--split", help="BEIR qrels split.")] = "train",
+    split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: train).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N queries.")] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
@@ -269,12 +269,17 @@ def evaluate(
 
     modes = [_check_mode(m) for m in mode]
     if target.is_dir():
-        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json, model=model,
-                                  precision=precision.value if precision else None) for m in modes]
+        if index is not None:
+            raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
+        reports = [evaluate_beir(target, split=split or "train", mode=m, limit=limit, progress=not as_json,
+                                 model=model, precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
-        if model is not None:
-            raise SemindexError(f"{target}: --model applies to a BEIR folder; gold questions use the index's own model")
-        reports = [evaluate_gold(target, index=index, mode=m) for m in modes]
+        beir_only = [flag for flag, value in (("--model", model), ("--split", split), ("--precision", precision))
+                     if value is not None]
+        if beir_only:
+            raise SemindexError(f"{target}: {', '.join(beir_only)} applies to a BEIR folder; gold questions are "
+                                "asked of the index as it was built")
+        reports = [evaluate_gold(target, index=index, mode=m, limit=limit) for m in modes]
     else:
         raise SemindexError(f"{target}: no such gold questions file or BEIR folder")
     rows = [report.to_dict() for report in reports]

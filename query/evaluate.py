@@ -85,14 +85,14 @@ def _check_gold(path: Path, questions: object) -> None:
             raise SemindexError(f"{where}: 'sources' is needed when 'answers' is given")
 
 
-def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid", ranker: Ranker | None = None,
-                  label: str | None = None) -> EvalReport:
+def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid", limit: int | None = None,
+                  ranker: Ranker | None = None, label: str | None = None) -> EvalReport:
     """Gold questions (format of shared/eval/questions.yaml) against an index.
 
     A passage is relevant when one of its sources is in ``sources`` and its text contains
     one of ``answers``; questions with no answers score ``abstain`` (share where ``ask``
-    gives no answer). ``ranker`` replaces :meth:`Searcher.rank` in ``mode``; ``label``
-    names it in the report.
+    gives no answer). ``limit`` keeps the first questions only; ``ranker`` replaces
+    :meth:`Searcher.rank` in ``mode``; ``label`` names it in the report.
     """
     import yaml
 
@@ -108,6 +108,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         line, problem = yaml_problem(exc)
         raise SemindexError(f"{path}{'' if line is None else f':{line + 1}'}: invalid YAML ({problem})") from None
     _check_gold(path, questions)
+    questions = questions[:limit] if limit else questions
     searcher = open_searcher(index)
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")

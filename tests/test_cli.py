@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 INDEX = Path(__file__).resolve().parent.parent / "index"
 
 
@@ -105,11 +107,26 @@ def test_eval_json_has_the_contract_keys():
     assert data["mode"] == "keyword" and data["queries"] == 18 and data["abstain"] == 1.0
 
 
-def test_eval_model_option_is_refused_for_gold_questions():
+@pytest.mark.parametrize("option, value", [("--model", "elsewhere"), ("--split", "test"), ("--precision", "int8")])
+def test_eval_options_of_a_beir_folder_are_refused_for_gold_questions(option, value):
     gold = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "questions.yaml"
-    result = semindex("eval", str(gold), "--index", str(INDEX), "--model", "elsewhere")
+    result = semindex("eval", str(gold), "--index", str(INDEX), option, value)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "--model applies to a BEIR folder" in result.stderr
+    assert result.stderr.count("\n") == 1 and f"{option} applies to a BEIR folder" in result.stderr
+
+
+def test_eval_index_option_is_refused_for_a_beir_folder(tmp_path):
+    (tmp_path / "beir").mkdir()
+    result = semindex("eval", str(tmp_path / "beir"), "--index", str(INDEX))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--index applies to gold questions" in result.stderr
+
+
+def test_eval_limit_keeps_the_first_gold_questions():
+    gold = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "questions.yaml"
+    result = semindex("eval", str(gold), "--index", str(INDEX), "--mode", "keyword", "--limit", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["queries"] == 3
 
 
 def test_corpus_text_that_looks_like_markup_is_printed_as_it_is(tmp_path):
