@@ -140,7 +140,7 @@ def with_mpnet_passages(embedder, weights: tuple[float, float, float]) -> Ranker
 
 
 def print_table(rows: list[tuple[str, EvalReport]]) -> None:
-    header = f"| {'target':<15}| {'mode or option':<58}| nDCG@10 | Recall@100 | MRR@10 | hit@1 | abstain | queries | mean ms |"
+    header = f"| {'target':<15}| {'mode or option':<58}| nDCG@10 | Recall@100 | MRR@10 | hit@1 | abstain | answer | queries | mean ms |"
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
@@ -148,7 +148,7 @@ def print_table(rows: list[tuple[str, EvalReport]]) -> None:
         row = report.to_dict()
         print(
             f"| {target:<15}| {row['mode']:<58}| {fmt(row['ndcg@10']):>7} | {fmt(row['recall@100']):>10} | "
-            f"{fmt(row['mrr@10']):>6} | {fmt(row['hit@1']):>5} | {fmt(row['abstain']):>7} | {row['queries']:>7} | "
+            f"{fmt(row['mrr@10']):>6} | {fmt(row['hit@1']):>5} | {fmt(row['abstain']):>7} | {fmt(row['answer']):>6} | {row['queries']:>7} | "
             f"{row['latency_mean_ms']:>7.1f} |",
             flush=True,
         )

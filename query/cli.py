@@ -289,7 +289,7 @@ def evaluate(
     from rich.table import Table
 
     table = Table(title=f"{target}")
-    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "queries",
+    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
                "latency_mean_ms", "latency_p95_ms"]
     for column in columns:
         table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")

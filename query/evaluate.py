@@ -91,7 +91,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
 
     A passage is relevant when one of its sources is in ``sources`` and its text contains
     one of ``answers``; questions with no answers score ``abstain`` (share where ``ask``
-    gives no answer). ``limit`` keeps the first questions only; ``ranker`` replaces
+    gives no answer), the others ``answer`` (share where ``ask``'s short answer contains
+    one of ``answers``, the gold file's answer accuracy). ``limit`` keeps the first questions only; ``ranker`` replaces
     :meth:`Searcher.rank` in ``mode``; ``label`` names it in the report.
     """
     import yaml
@@ -113,17 +114,18 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")
     passages = searcher.stored.passages()
-    rankings, qrels, latencies, abstained, unanswerable = [], [], [], 0, 0
+    rankings, qrels, latencies, abstained, unanswerable, answered_right = [], [], [], 0, 0, 0
     for question in questions:
         answers = [a.lower() for a in question.get("answers") or []]
         began = time.perf_counter()
         ranked = ranked_for(searcher, question["question"])[:100]
         latencies.append((time.perf_counter() - began) * 1000)
+        short = answer_from_hits(question["question"], searcher.hits(ranked, k=5), searcher.embed).answer
         if not answers:
             unanswerable += 1
-            hits = searcher.hits(ranked, k=5)
-            abstained += answer_from_hits(question["question"], hits, searcher.embed).answer is None
+            abstained += short is None
             continue
+        answered_right += short is not None and any(a in short.lower() for a in answers)
         sources = set(question.get("sources") or [])
         relevant = {
             str(p["id"]): 1
@@ -134,6 +136,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         qrels.append(relevant)
     scores: dict[str, float | None] = _score_rankings(rankings, qrels) if rankings else dict.fromkeys(METRIC_KEYS)
     scores["abstain"] = abstained / unanswerable if unanswerable else None
+    scores["answer"] = answered_right / len(rankings) if rankings else None
     return EvalReport(target=str(path), mode=label or mode, scores=scores, queries=len(questions), latencies_ms=latencies)
 
 
@@ -231,5 +234,5 @@ def evaluate_beir(
         rankings.append([key.removeprefix("beir:") for key, _ in ranked])
         qrels.append(dataset.qrels[query_id])
     scores: dict[str, float | None] = _score_rankings(rankings, qrels)
-    scores["abstain"] = None
+    scores["abstain"] = scores["answer"] = None
     return EvalReport(target=str(folder), mode=label or mode, scores=scores, queries=len(query_ids), latencies_ms=latencies)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from indexer.errors import SemindexError
 from query.evaluate import METRIC_KEYS, beir_documents, beir_index_path, cache_fill_lock, evaluate_beir, evaluate_gold
@@ -106,6 +107,18 @@ def test_a_second_run_waits_for_the_one_filling_the_cache_then_reuses_it(tmp_pat
     waiter.join(timeout=300)
     assert not failures and reports and reports[0]["hit@1"] == 1.0, failures
     assert (index / "CURRENT").stat().st_mtime_ns == stamp, "the run that waited reused the index, not rebuilt it"
+
+
+def test_answer_accuracy_is_the_share_of_short_answers_containing_a_gold_answer(tmp_path):
+    asked = "Who is the executive director of EleutherAI?"
+    gold = tmp_path / "gold.yaml"
+    gold.write_text(yaml.safe_dump([
+        {"question": asked, "answers": ["Stella Biderman"], "sources": ["002_d47237756c0cdcf3.txt"]},
+        {"question": asked, "answers": ["Somebody Else"], "sources": ["002_d47237756c0cdcf3.txt"]},
+        {"question": "Who won the 2022 FIFA World Cup?", "answers": [], "sources": []},
+    ]), encoding="utf-8")
+    report = evaluate_gold(gold, index=INDEX).to_dict()
+    assert report["answer"] == 0.5 and report["abstain"] == 1.0 and report["queries"] == 3, report
 
 
 def test_gold_questions_against_the_bundled_index():
