@@ -92,8 +92,9 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     A passage is relevant when one of its sources is in ``sources`` and its text contains
     one of ``answers``; questions with no answers score ``abstain`` (share where ``ask``
     gives no answer), the others ``answer`` (share where ``ask``'s short answer contains
-    one of ``answers``, the gold file's answer accuracy). ``limit`` keeps the first questions only; ``ranker`` replaces
-    :meth:`Searcher.rank` in ``mode``; ``label`` names it in the report.
+    one of ``answers``: the gold file's answer accuracy). ``limit`` keeps the first
+    questions only; ``ranker`` replaces :meth:`Searcher.rank` in ``mode``; ``label`` names
+    it in the report.
     """
     import yaml
 
