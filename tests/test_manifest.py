@@ -143,3 +143,10 @@ def test_queries_never_ask_a_hub_for_the_model(built: Path, tmp_path: Path, monk
     with pytest.raises(IndexFormatError, match="built with model 'no-such-org/no-such-model', which cannot be loaded here"):
         open_searcher(index).embedder
     assert asked and all(options.get("local_files_only") is True for options in asked)
+
+
+def test_the_committed_index_holds_only_its_live_generation() -> None:
+    index = Path(__file__).resolve().parents[1] / "index"
+    live = (index / store.POINTER).read_text(encoding="utf-8").strip()
+    assert sorted(path.name for path in index.glob("gen-*")) == [live], \
+        "after `make index`, git rm the previous generation: the repository holds only the live one"
