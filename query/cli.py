@@ -263,7 +263,7 @@ def evaluate(
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain accuracy and latency for TARGET."""
+    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET."""
     from indexer.errors import SemindexError
     from query.evaluate import evaluate_beir, evaluate_gold
 
@@ -271,14 +271,14 @@ def evaluate(
     if target.is_dir():
         if index is not None:
             raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
-        reports = [evaluate_beir(target, split=split or "train", mode=m, limit=limit, progress=not as_json,
+        reports = [evaluate_beir(target, split="train" if split is None else split, mode=m, limit=limit, progress=not as_json,
                                  model=model, precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
         beir_only = [flag for flag, value in (("--model", model), ("--split", split), ("--precision", precision))
                      if value is not None]
         if beir_only:
-            raise SemindexError(f"{target}: {', '.join(beir_only)} applies to a BEIR folder; gold questions are "
-                                "asked of the index as it was built")
+            raise SemindexError(f"{target}: {', '.join(beir_only)} {'apply' if len(beir_only) > 1 else 'applies'} to a "
+                                "BEIR folder; gold questions are asked of the index as it was built")
         reports = [evaluate_gold(target, index=index, mode=m, limit=limit) for m in modes]
     else:
         raise SemindexError(f"{target}: no such gold questions file or BEIR folder")

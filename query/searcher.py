@@ -46,7 +46,8 @@ class Runs:
     vector: Any
     best_passage: dict[str, int] | None = None
     keyword_complete: bool = False
-    """The keyword run holds every item BM25 scores above zero (it returned fewer than asked)."""
+    """The keyword run holds every item BM25 scores above zero (asked for one more than it
+    keeps, BM25 did not fill that place)."""
 
     def keyword_scores(self) -> list[tuple]:
         """The keyword run as score fusion should see it: a complete run followed by the dense
@@ -226,8 +227,8 @@ class Searcher:
         """The dense and keyword runs over passages, ``depth`` deep each."""
         vector = self.embed([question])[0]
         dense = self.dense(vector, k=depth)
-        keyword = self.keyword.search(question, k=depth)
-        return Runs(dense=dense, keyword=keyword, vector=vector, keyword_complete=len(keyword) < depth)
+        keyword = self.keyword.search(question, k=depth + 1)  # one more tells "all there are" from "depth"
+        return Runs(dense=dense, keyword=keyword[:depth], vector=vector, keyword_complete=len(keyword) <= depth)
 
     def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
              mix: float = CLAUSE_MIX) -> list[tuple]:
@@ -295,11 +296,12 @@ class Searcher:
             vector = self.embed([question])[0]
             dense, best_passage = self.best_passage_per_article(vector, depth=depth)
         keyword: list[tuple[str, float]] = []
+        complete = False
         if mode != "dense" and self.article_keyword is not None:
             keys = self.article_keys
-            keyword = [(keys[row], score) for row, score in self.article_keyword.search(question, k=keyword_depth)]
-        return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best_passage,
-                    keyword_complete=len(keyword) < keyword_depth)
+            found = self.article_keyword.search(question, k=keyword_depth + 1)
+            keyword, complete = [(keys[row], score) for row, score in found[:keyword_depth]], len(found) <= keyword_depth
+        return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best_passage, keyword_complete=complete)
 
     def best_passage_per_article(self, vector, *, depth: int) -> tuple[list[tuple[str, float]], dict[str, int]]:
         """(article, best passage cosine) best first among the ``depth`` passages nearest to

@@ -94,7 +94,7 @@ def test_a_second_run_waits_for_the_one_filling_the_cache_then_reuses_it(tmp_pat
             failures.append(exc)
 
     with cache_fill_lock(index):  # the first run, filling the cache
-        waiter = threading.Thread(target=second_run)
+        waiter = threading.Thread(target=second_run, daemon=True)
         waiter.start()
         said, deadline = "", time.time() + 60
         while "waiting" not in said and waiter.is_alive() and time.time() < deadline:
