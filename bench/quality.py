@@ -28,7 +28,7 @@ from indexer.incremental import BuildModel  # noqa: E402
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
 from indexer.onnx_export import cache_root  # noqa: E402
 from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, beir_index_path, evaluate_beir, evaluate_gold  # noqa: E402
-from query.fusion import minmax_fusion, reciprocal_rank_fusion, with_true_zeros, zscore_fusion  # noqa: E402
+from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
 from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Runs, Searcher, open_searcher  # noqa: E402
 
@@ -43,12 +43,6 @@ def passage_runs(searcher: Searcher, query: str) -> Runs:
 def article_runs(searcher: Searcher, query: str) -> Runs:
     """The article runs the product's ``rank_articles`` fuses."""
     return searcher.article_runs(query, depth=BEIR_PASSAGE_DEPTH)
-
-
-def fused_keyword(found: Runs, fused_with: list[list]) -> list:
-    """The keyword run with its true zeros (``Runs.keyword_scores``) taken from the runs it is
-    actually fused with, where an option replaces or adds to the MiniLM run."""
-    return with_true_zeros(found.keyword, fused_with) if found.keyword_complete else found.keyword
 
 
 def fused(runs, fusion: str, dense_weight: float) -> Ranker:
@@ -123,7 +117,7 @@ def with_mpnet_articles(mpnet: Searcher, weights: tuple[float, float, float]) ->
     def rank(searcher: Searcher, query: str) -> list:
         found = searcher.article_runs(query, depth=BEIR_PASSAGE_DEPTH, mode="hybrid" if weights[0] else "keyword")
         second = article_runs(mpnet, query).dense if weights[1] else []
-        return zscore_fusion([found.dense, second, fused_keyword(found, [found.dense, second])], weights=list(weights))
+        return zscore_fusion([found.dense, second, found.keyword_scores([found.dense, second])], weights=list(weights))
 
     return rank
 
@@ -141,7 +135,7 @@ def with_mpnet_passages(embedder, weights: tuple[float, float, float]) -> Ranker
         cosines = vectors[id(searcher)] @ embedder.encode([query])[0]
         second = sorted(((pid, float(c)) for pid, c in enumerate(cosines)), key=lambda item: -item[1])[:CANDIDATES]
         first = found.dense if weights[0] else []
-        return zscore_fusion([first, second, fused_keyword(found, [first, second])], weights=list(weights))
+        return zscore_fusion([first, second, found.keyword_scores([first, second])], weights=list(weights))
 
     return rank
 

@@ -49,10 +49,13 @@ class Runs:
     """The keyword run holds every item BM25 scores above zero (asked for one more than it
     keeps, BM25 did not fill that place)."""
 
-    def keyword_scores(self) -> list[tuple]:
-        """The keyword run as score fusion should see it: a complete run followed by the dense
-        run's other items at their true BM25 score, 0 (see :func:`~query.fusion.with_true_zeros`)."""
-        return with_true_zeros(self.keyword, [self.dense]) if self.keyword_complete else self.keyword
+    def keyword_scores(self, fused_with: Sequence[Sequence[tuple]] | None = None) -> list[tuple]:
+        """The keyword run as score fusion should see it: a complete run followed by the other
+        items of the runs it is fused with (default: the dense run) at their true BM25 score,
+        0 (see :func:`~query.fusion.with_true_zeros`)."""
+        if not self.keyword_complete:
+            return self.keyword
+        return with_true_zeros(self.keyword, [self.dense] if fused_with is None else fused_with)
 
     def passage(self, item) -> int | None:
         """The passage that stands for ``item``: itself, or an article's best passage (None
