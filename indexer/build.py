@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -157,20 +158,30 @@ def default_search_params(factory: str, count: int) -> str:
 
 
 @contextmanager
+def exclusive_lock(path: Path, *, busy: str, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing). When another process
+    holds it, ``busy`` is raised as a :class:`SemindexError`, or with ``wait`` said on stderr
+    while waiting for the lock."""
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise SemindexError(busy) from None
+            print(busy, file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def build_lock(index: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``index`` for the length of a build (fails if taken)."""
     index.mkdir(parents=True, exist_ok=True)
-    handle = (index / ".lock").open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise SemindexError(f"{index}: another build is running on this index; wait for it to finish") from None
-    try:
+    with exclusive_lock(index / ".lock", busy=f"{index}: another build is running on this index; wait for it to finish"):
         yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
 
 
 class LineIndex:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -153,20 +151,15 @@ def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, p
 
 @contextmanager
 def cache_fill_lock(index: Path) -> Iterator[None]:
-    """Hold ``<index>.fill`` exclusively while one run builds a cached BEIR index: a second
-    run on the same corpus waits for it (saying so on stderr) and then reuses its index,
-    where it would otherwise fail on the index's build lock."""
+    """Hold ``<index>.fill`` while one run builds a cached BEIR index: a second run on the
+    same corpus waits for it (saying so on stderr) and then reuses its index, where it would
+    otherwise fail on the index's build lock."""
+    from indexer.build import exclusive_lock
+
     index.parent.mkdir(parents=True, exist_ok=True)
-    with index.with_name(f"{index.name}.fill").open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"{index}: another run is indexing this corpus; waiting for it", file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(index.with_name(f"{index.name}.fill"), wait=True,
+                        busy=f"{index}: another run is indexing this corpus; waiting for it"):
+        yield
 
 
 def beir_documents(dataset) -> list:
