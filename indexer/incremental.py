@@ -278,10 +278,15 @@ class BuildModel:
             **self.precision_entry(),
         }
 
-    def precision_entry(self) -> dict[str, str]:
-        """``{"precision": "int8"}`` for a quantized build; nothing for fp32 (the default, and
-        what manifests written before precision existed mean)."""
-        return {} if self.precision == "fp32" else {"precision": self.precision}
+    def precision_entry(self) -> dict[str, Any]:
+        """``{"precision": "int8", "int8_recipe": 2}`` for a quantized build (the recipe:
+        ``indexer.onnx_export.INT8_RECIPE``); nothing for fp32 (the default, and what manifests
+        written before precision existed mean)."""
+        if self.precision == "fp32":
+            return {}
+        from indexer.onnx_export import INT8_RECIPE
+
+        return {"precision": self.precision, "int8_recipe": INT8_RECIPE}
 
     @cached_property
     def vouched(self) -> bool:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from indexer.embedder import ModelError, weights_fingerprint
@@ -30,6 +31,36 @@ PRECISIONS = ("fp32", "int8")
 """``fp32``: the traced model as is. ``int8``: its weights quantized per channel with ONNX
 Runtime's dynamic quantization (activations quantized on the fly): ~2.2x the passages/s of
 fp32 on this CPU, vectors at cosine 0.993 mean / 0.975 min from fp32 (3,000 SciFact passages)."""
+INT8_RECIPE = 2
+"""How int8 exports are made, recorded in every int8 index so that vectors of two recipes are
+never mixed. 1: every weight MatMul quantized, unchecked. 2: checked against fp32 on
+``FIDELITY_TEXTS``; when not faithful, the feed-forward down-projections stay fp32
+(:func:`activation_fed_matmuls`); when still not faithful, no int8 export."""
+INT8_MIN_MEAN_COSINE = 0.98
+"""An int8 export must keep ``FIDELITY_TEXTS`` at this mean cosine to its fp32 export or better.
+all-MiniLM-L6-v2 keeps 0.99 with every MatMul quantized; all-mpnet-base-v2 drops to 0.90 (its
+SciFact train nDCG@10 from 0.69 to 0.66), and keeps 0.99 with its down-projections at fp32."""
+FIDELITY_TEXTS = (
+    "Who is the executive director of EleutherAI?",
+    "Open-source AI models let startups build products without paying for access to a closed API.",
+    "The city council approved the budget on Tuesday after a four-hour debate.",
+    "Vitamin D supplementation reduces the risk of respiratory infections in children.",
+    "0-dimensional biomaterials show inductive properties.",
+    "A leaked internal memo argued that neither Google nor OpenAI has a moat.",
+    "Shares fell 4.2% in early trading as investors weighed the quarterly results.",
+    "How do transformer language models handle long documents?",
+    "The enzyme is expressed in hepatocytes and regulates glucose metabolism in vivo.",
+    "Meta released the weights of LLaMA to researchers in February 2023.",
+    "Heavy rain is expected across the region through the weekend, forecasters said.",
+    "Why open-source AI models are good for the world",
+    "Mutations in BRCA1 increase the lifetime risk of breast and ovarian cancer.",
+    "The ferry resumed service on Monday.",
+    "Critics dwell on the dangers and underestimate the benefits.",
+    "In a randomized trial of 1,204 patients, the drug lowered mortality by 12 percent (p < 0.01).",
+)
+"""Short and long, news and science, questions and statements: the texts an int8 export is
+checked on (a fixed sample, so the check, and so the export, is the same on every machine)."""
+_FEED_FORWARD_ACTIVATIONS = frozenset({"Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh", "Relu"})
 
 _TOKEN_INPUTS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 """Model input name -> attribute of a ``tokenizers.Encoding`` that feeds it."""
@@ -172,19 +203,86 @@ def export_folder(model_id: str, fingerprint: str, precision: str = "fp32") -> P
     import hashlib
 
     name = hashlib.sha256(f"{model_id}\n{fingerprint}".encode()).hexdigest()[:32]
-    return cache_root() / "onnx" / (name if precision == "fp32" else f"{name}-{precision}")
+    return cache_root() / "onnx" / (name if precision == "fp32" else f"{name}-{precision}-r{INT8_RECIPE}")
+
+
+def activation_fed_matmuls(onnx_path: Path) -> list[str]:
+    """Names of the weight MatMuls fed by an activation function within four nodes: a
+    transformer's feed-forward down-projections. Their inputs (GELU outputs) carry a few
+    outlier values that per-tensor dynamic quantization of activations crushes."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    producer = {output: node for node in graph.node for output in node.output}
+    weights = {initializer.name for initializer in graph.initializer}
+    found = []
+    for node in graph.node:
+        if node.op_type != "MatMul" or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        frontier = [node.input[0]]
+        for _ in range(4):
+            parents = [producer[name] for name in frontier if name in producer]
+            if any(parent.op_type in _FEED_FORWARD_ACTIVATIONS for parent in parents):
+                found.append(node.name)
+                break
+            frontier = [name for parent in parents for name in parent.input]
+    return found
+
+
+def fidelity(source: Path, quantized: Path) -> tuple[float, float]:
+    """(mean, min) cosine between the fp32 export in ``source`` and ``quantized`` over ``FIDELITY_TEXTS``."""
+    import numpy as np
+
+    from indexer.onnx_embedder import OnnxEmbedder
+
+    texts = list(FIDELITY_TEXTS)
+    cosines = np.sum(OnnxEmbedder(source).encode(texts) * OnnxEmbedder(quantized).encode(texts), axis=1)
+    return float(cosines.mean()), float(cosines.min())
 
 
 def quantize_export(source: Path, out_dir: Path) -> dict:
-    """Write an int8 copy of the fp32 export in ``source`` to ``out_dir``; returns its config."""
+    """Write an int8 copy of the fp32 export in ``source`` to ``out_dir`` (``INT8_RECIPE``);
+    returns its config, which records the fidelity and the MatMuls kept at fp32. Raises
+    ``ModelError`` when no int8 copy keeps ``INT8_MIN_MEAN_COSINE``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(source / ONNX_FILE), str(out_dir / ONNX_FILE), per_channel=True, weight_type=QuantType.QInt8)
     shutil.copyfile(source / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
-    config = {**json.loads((source / CONFIG_FILE).read_text(encoding="utf-8")), "precision": "int8"}
-    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return config
+    base = {**json.loads((source / CONFIG_FILE).read_text(encoding="utf-8")), "precision": "int8",
+            "int8_recipe": INT8_RECIPE}
+    tried: list[str] = []
+    for attempt in range(2):
+        kept = activation_fed_matmuls(source / ONNX_FILE) if attempt else []
+        if attempt and not kept:
+            break
+        with warnings.catch_warnings(), _quiet_root_logger():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(source / ONNX_FILE), str(out_dir / ONNX_FILE), per_channel=True,
+                             weight_type=QuantType.QInt8, nodes_to_exclude=kept)
+        config = {**base, "fp32_matmuls": kept}
+        (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        mean, least = fidelity(source, out_dir)
+        tried.append(f"{mean:.3f} with {len(kept)} MatMuls at fp32")
+        if mean >= INT8_MIN_MEAN_COSINE:
+            config["fidelity"] = {"mean_cosine": round(mean, 4), "min_cosine": round(least, 4)}
+            (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            return config
+    raise ModelError(f"int8 quantization changes this model's vectors too much (mean cosine to fp32 "
+                     f"{'; '.join(tried)}; needs {INT8_MIN_MEAN_COSINE}): use --precision fp32")
+
+
+@contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs advice ("run pre-processing") on the root logger."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def ensure_export(

@@ -141,10 +141,11 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
 
 def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, precision: str = "fp32") -> Path:
     """Cache folder of a BEIR corpus's index, keyed by corpus hash, model, chunking and
-    embedding precision (fp32 keys are those from before precision existed)."""
+    embedding precision with its recipe (fp32 keys are those from before precision existed)."""
+    from indexer.onnx_export import INT8_RECIPE
     from query.beir import corpus_hash
 
-    extra = "" if precision == "fp32" else f"|{precision}"
+    extra = "" if precision == "fp32" else f"|{precision}|recipe {INT8_RECIPE}"
     key = hashlib.sha256(f"{corpus_hash(folder)}|{model}|{settings.to_dict()}{extra}".encode()).hexdigest()[:16]
     return cache / "beir" / f"{re.sub(r'[^A-Za-z0-9_-]', '_', folder.name)}-{key}"
 

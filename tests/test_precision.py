@@ -118,3 +118,51 @@ def test_an_unusable_live_generation_is_rebuilt_at_its_precision(bundled_index: 
     report = build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, warn=warnings.append)
     assert report.reused == 0 and any("cannot be reused" in warning for warning in warnings), warnings
     assert StoredIndex.open(index).manifest["model"]["precision"] == "int8"
+
+
+@pytest.fixture(scope="module")
+def fp32_export(embedder) -> Path:
+    from indexer.incremental import BuildModel
+
+    model = BuildModel(embedder=embedder, precision="fp32")
+    return model.export.folder
+
+
+def test_the_feed_forward_down_projections_are_found_in_the_graph(fp32_export: Path) -> None:
+    from indexer.onnx_export import ONNX_FILE, activation_fed_matmuls
+
+    names = activation_fed_matmuls(fp32_export / ONNX_FILE)
+    assert names == [f"/model/model.0/encoder/layer.{layer}/output/dense/MatMul" for layer in range(6)]
+
+
+def test_an_int8_export_is_checked_against_fp32(fp32_export: Path, tmp_path: Path, monkeypatch) -> None:
+    import indexer.onnx_export as onnx_export
+
+    plain = onnx_export.quantize_export(fp32_export, tmp_path / "plain")
+    assert plain["fp32_matmuls"] == [] and plain["fidelity"]["mean_cosine"] >= onnx_export.INT8_MIN_MEAN_COSINE
+    assert plain["int8_recipe"] == onnx_export.INT8_RECIPE
+    # MiniLM keeps 0.994 with every MatMul quantized and 0.996 with its down-projections at fp32
+    monkeypatch.setattr(onnx_export, "INT8_MIN_MEAN_COSINE", 0.995)
+    kept = onnx_export.quantize_export(fp32_export, tmp_path / "kept")
+    assert len(kept["fp32_matmuls"]) == 6 and kept["fidelity"]["mean_cosine"] >= 0.995
+    assert OnnxEmbedder(tmp_path / "kept").encode(["a ferry"]).shape == (1, 384)
+    monkeypatch.setattr(onnx_export, "INT8_MIN_MEAN_COSINE", 1.01)
+    with pytest.raises(onnx_export.ModelError, match=r"with 0 MatMuls at fp32; .* with 6 MatMuls at fp32.*--precision fp32"):
+        onnx_export.quantize_export(fp32_export, tmp_path / "refused")
+
+
+def test_an_index_of_an_earlier_int8_recipe_is_embedded_again(bundled_index: Path, embedder, tmp_path: Path) -> None:
+    import json
+
+    index = tmp_path / "index"
+    shutil.copytree(bundled_index, index)
+    manifest_path = StoredIndex.open(index).generation / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for entry in (manifest["model"], manifest["model_identity"]):
+        del entry["int8_recipe"]  # as written by recipe 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    warnings: list[str] = []
+    report = build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, warn=warnings.append)
+    assert report.reused == 0 and report.embedded > 0
+    assert any("int8 recipe 1" in warning for warning in warnings), warnings
+    assert StoredIndex.open(index).manifest["model"]["int8_recipe"] == 2
