@@ -207,7 +207,7 @@ def scifact_index() -> Path:
     from query.evaluate import beir_documents, beir_index_path
 
     folder = ROOT.parent / "shared" / "eval" / "scifact"
-    precision = BuildModel().precision
+    precision = BuildModel().settled_precision()
     index = beir_index_path(folder, cache=cache_root(), model=None, settings=ChunkSettings(), precision=precision)
     if not (index / POINTER).is_file():
         print(f"indexing SciFact into {index} (once)", file=sys.stderr)

@@ -483,9 +483,11 @@ def _reusable_vectors(
         warn(f"{previous.generation.name} was embedded at {recorded_precision}, this build asks for "
              f"{model_view.precision}; every passage is embedded again")
         return None
-    if recorded.get("int8_recipe", 1) != model_view.precision_entry().get("int8_recipe", 1):
-        warn(f"{previous.generation.name} was quantized by int8 recipe {recorded.get('int8_recipe', 1)}, "
-             f"this build's is {model_view.precision_entry()['int8_recipe']}; every passage is embedded again")
+    recorded_quantization = (recorded.get("int8_recipe", 1), recorded.get("int8_fp32_matmuls", 0))
+    if recorded_quantization != (quantization := model_view.quantization()):
+        warn(f"{previous.generation.name} was quantized by int8 recipe {recorded_quantization[0]} with "
+             f"{recorded_quantization[1]} MatMuls at fp32, this build by recipe {quantization[0]} with "
+             f"{quantization[1]}; every passage is embedded again")
         return None
     if recorded.get("fingerprint") != model_view.fingerprint:
         warn(f"the weights of model {model_view.ref.id!r} changed since {previous.generation.name}; "

@@ -347,8 +347,28 @@ class BuildModel:
         return HFTokens(self.embedder.tokenizer)
 
     def describe(self) -> dict[str, Any]:
+        """The manifest's ``model`` entry. An int8 one also names how many MatMuls its export
+        keeps at fp32, which the export's fidelity check decides (so the export is made here)."""
+        recipe, fp32_matmuls = self.quantization()
+        kept = {"int8_fp32_matmuls": fp32_matmuls} if self.precision != "fp32" else {}
         return {"id": self.ref.id, "fingerprint": self.fingerprint, "dimension": self.dimension,
-                "max_seq_length": self.max_seq_length, **self.precision_entry()}
+                "max_seq_length": self.max_seq_length, **self.precision_entry(), **kept}
+
+    def quantization(self) -> tuple[int, int]:
+        """(int8 recipe, MatMuls kept at fp32) of the export passages are embedded with; (1, 0)
+        at fp32, as manifests written before recipes existed read."""
+        from indexer.onnx_export import INT8_RECIPE
+
+        if self.settled_precision() == "fp32":
+            return 1, 0
+        return INT8_RECIPE, len(self.export.config.get("fp32_matmuls", []))
+
+    def settled_precision(self) -> str:
+        """The precision this build will embed at: a default int8 whose export cannot be made,
+        or is not faithful, settles to fp32 here (so a cache can be keyed by it)."""
+        if self.precision != "fp32":
+            self.export
+        return self.precision
 
     @cached_property
     def export(self) -> Any:

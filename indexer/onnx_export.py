@@ -28,9 +28,10 @@ CONFIG_FILE = "onnx_config.json"
 OPSET = 17
 OUTPUT_NAME = "sentence_embedding"
 PRECISIONS = ("fp32", "int8")
-"""``fp32``: the traced model as is. ``int8``: its weights quantized per channel with ONNX
-Runtime's dynamic quantization (activations quantized on the fly): ~2.2x the passages/s of
-fp32 on this CPU, vectors at cosine 0.993 mean / 0.975 min from fp32 (3,000 SciFact passages)."""
+"""``fp32``: the traced model as is. ``int8``: its weight MatMuls quantized per channel with
+ONNX Runtime's dynamic quantization (activations quantized on the fly), checked against fp32
+(``INT8_RECIPE``). For all-MiniLM-L6-v2: ~2.2x the passages/s of fp32 on this CPU, vectors at
+cosine 0.993 mean / 0.975 min from fp32 (3,000 SciFact passages)."""
 INT8_RECIPE = 2
 """How int8 exports are made, recorded in every int8 index so that vectors of two recipes are
 never mixed. 1: every weight MatMul quantized, unchecked. 2: checked against fp32 on
@@ -38,8 +39,10 @@ never mixed. 1: every weight MatMul quantized, unchecked. 2: checked against fp3
 (:func:`activation_fed_matmuls`); when still not faithful, no int8 export."""
 INT8_MIN_MEAN_COSINE = 0.98
 """An int8 export must keep ``FIDELITY_TEXTS`` at this mean cosine to its fp32 export or better.
-all-MiniLM-L6-v2 keeps 0.99 with every MatMul quantized; all-mpnet-base-v2 drops to 0.90 (its
-SciFact train nDCG@10 from 0.69 to 0.66), and keeps 0.99 with its down-projections at fp32."""
+all-MiniLM-L6-v2 keeps 0.99 with every MatMul quantized; all-mpnet-base-v2 drops to 0.90, and
+keeps 0.99 with its down-projections at fp32."""
+INT8_MIN_COSINE = 0.95
+"""... and no text of ``FIDELITY_TEXTS`` below this (MiniLM's lowest: 0.99)."""
 FIDELITY_TEXTS = (
     "Who is the executive director of EleutherAI?",
     "Open-source AI models let startups build products without paying for access to a closed API.",
@@ -57,6 +60,17 @@ FIDELITY_TEXTS = (
     "The ferry resumed service on Monday.",
     "Critics dwell on the dangers and underestimate the benefits.",
     "In a randomized trial of 1,204 patients, the drug lowered mortality by 12 percent (p < 0.01).",
+    "“Meta AI has done a really great job training and releasing models to the research community,” "
+    "says the executive director of a nonprofit lab, who divides her time between the lab and a consulting "
+    "firm. A leaked memo, too, highlights the company's crucial role, and the company confirmed that the memo "
+    "was written by one of its engineers, though it did not comment further.",
+    "Chronic inflammation is associated with insulin resistance in adipose tissue. Here we show that "
+    "macrophage-derived cytokines suppress the expression of glucose transporters in adipocytes, and that "
+    "mice lacking the receptor are protected from diet-induced obesity and glucose intolerance, suggesting "
+    "a therapeutic target for type 2 diabetes.",
+    "The port authority said on Friday that container volumes rose for the third month in a row, helped by "
+    "a recovery in exports of machinery and cars, while imports of energy fell as prices stayed high; "
+    "officials expect the growth to slow next year as new tariffs take effect and shipping rates climb.",
 )
 """Short and long, news and science, questions and statements: the texts an int8 export is
 checked on (a fixed sample, so the check, and so the export, is the same on every machine)."""
@@ -262,13 +276,13 @@ def quantize_export(source: Path, out_dir: Path) -> dict:
         config = {**base, "fp32_matmuls": kept}
         (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         mean, least = fidelity(source, out_dir)
-        tried.append(f"{mean:.3f} with {len(kept)} MatMuls at fp32")
-        if mean >= INT8_MIN_MEAN_COSINE:
+        tried.append(f"{mean:.3f} (lowest {least:.3f}) with {len(kept)} MatMuls at fp32")
+        if mean >= INT8_MIN_MEAN_COSINE and least >= INT8_MIN_COSINE:
             config["fidelity"] = {"mean_cosine": round(mean, 4), "min_cosine": round(least, 4)}
             (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
             return config
     raise ModelError(f"int8 quantization changes this model's vectors too much (mean cosine to fp32 "
-                     f"{'; '.join(tried)}; needs {INT8_MIN_MEAN_COSINE}): use --precision fp32")
+                     f"{'; '.join(tried)}; needs {INT8_MIN_MEAN_COSINE}, lowest {INT8_MIN_COSINE}): use --precision fp32")
 
 
 @contextmanager

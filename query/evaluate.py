@@ -210,7 +210,7 @@ def evaluate_beir(
     if precision is None:
         from indexer.incremental import BuildModel
 
-        precision = BuildModel(model=model).precision
+        precision = BuildModel(model=model).settled_precision()  # int8, or fp32 where no faithful int8 export exists
     index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
     if not (index / POINTER).is_file():
         with cache_fill_lock(index):

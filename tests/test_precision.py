@@ -3,6 +3,7 @@ a rebuild keeps the index's precision, and questions always embed at fp32."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -135,34 +136,94 @@ def test_the_feed_forward_down_projections_are_found_in_the_graph(fp32_export: P
     assert names == [f"/model/model.0/encoder/layer.{layer}/output/dense/MatMul" for layer in range(6)]
 
 
-def test_an_int8_export_is_checked_against_fp32(fp32_export: Path, tmp_path: Path, monkeypatch) -> None:
+def test_minilm_quantized_whole_passes_the_fidelity_check(fp32_export: Path, tmp_path: Path) -> None:
     import indexer.onnx_export as onnx_export
 
-    plain = onnx_export.quantize_export(fp32_export, tmp_path / "plain")
-    assert plain["fp32_matmuls"] == [] and plain["fidelity"]["mean_cosine"] >= onnx_export.INT8_MIN_MEAN_COSINE
-    assert plain["int8_recipe"] == onnx_export.INT8_RECIPE
-    # MiniLM keeps 0.994 with every MatMul quantized and 0.996 with its down-projections at fp32
-    monkeypatch.setattr(onnx_export, "INT8_MIN_MEAN_COSINE", 0.995)
-    kept = onnx_export.quantize_export(fp32_export, tmp_path / "kept")
-    assert len(kept["fp32_matmuls"]) == 6 and kept["fidelity"]["mean_cosine"] >= 0.995
+    config = onnx_export.quantize_export(fp32_export, tmp_path / "int8")
+    assert config["fp32_matmuls"] == [] and config["int8_recipe"] == onnx_export.INT8_RECIPE
+    assert config["fidelity"]["mean_cosine"] >= onnx_export.INT8_MIN_MEAN_COSINE
+    assert config["fidelity"]["min_cosine"] >= onnx_export.INT8_MIN_COSINE
+
+
+def test_an_unfaithful_int8_export_keeps_its_down_projections_at_fp32_or_is_refused(
+    fp32_export: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import indexer.onnx_export as onnx_export
+
+    measured: list[list[str]] = []
+
+    def fidelity(source: Path, quantized: Path) -> tuple[float, float]:
+        kept = json.loads((quantized / onnx_export.CONFIG_FILE).read_text(encoding="utf-8"))["fp32_matmuls"]
+        measured.append(kept)
+        return (0.90, 0.85) if not kept else outcome_with_kept
+
+    monkeypatch.setattr(onnx_export, "fidelity", fidelity)
+    outcome_with_kept = (0.99, 0.97)
+    config = onnx_export.quantize_export(fp32_export, tmp_path / "kept")
+    assert [len(kept) for kept in measured] == [0, 6] and len(config["fp32_matmuls"]) == 6
+    assert config["fidelity"] == {"mean_cosine": 0.99, "min_cosine": 0.97}
     assert OnnxEmbedder(tmp_path / "kept").encode(["a ferry"]).shape == (1, 384)
-    monkeypatch.setattr(onnx_export, "INT8_MIN_MEAN_COSINE", 1.01)
-    with pytest.raises(onnx_export.ModelError, match=r"with 0 MatMuls at fp32; .* with 6 MatMuls at fp32.*--precision fp32"):
+    outcome_with_kept = (0.99, 0.90)  # one text too far off
+    with pytest.raises(onnx_export.ModelError, match=r"0\.900 .* with 0 MatMuls at fp32; 0\.990 .* with 6 .*--precision fp32"):
         onnx_export.quantize_export(fp32_export, tmp_path / "refused")
 
 
-def test_an_index_of_an_earlier_int8_recipe_is_embedded_again(bundled_index: Path, embedder, tmp_path: Path) -> None:
-    import json
+def test_a_default_build_of_an_unfaithful_model_embeds_at_fp32(fp32_export: Path, embedder, tmp_path: Path, monkeypatch) -> None:
+    import indexer.onnx_export as onnx_export
 
+    cache = tmp_path / "cache"
+    shutil.copytree(fp32_export, cache / "onnx" / fp32_export.name)  # the fp32 export, not remade
+    monkeypatch.setenv("SEMINDEX_CACHE", str(cache))
+    monkeypatch.setattr(onnx_export, "INT8_MIN_MEAN_COSINE", 1.01)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
+    warnings: list[str] = []
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    assert "precision" not in StoredIndex.open(tmp_path / "index").manifest["model"]
+    assert any("--precision fp32" in warning and "embedding at fp32" in warning for warning in warnings), warnings
+    assert [folder.name for folder in (cache / "onnx").iterdir()] == [fp32_export.name]  # no int8 export left
+    assert BuildModel(embedder=embedder).settled_precision() == "fp32"
+
+
+def test_an_unchecked_int8_export_of_recipe_1_is_never_reused(fp32_export: Path, embedder, tmp_path: Path, monkeypatch) -> None:
+    from indexer.onnx_export import CONFIG_FILE, ensure_export, export_folder
+
+    monkeypatch.setenv("SEMINDEX_CACHE", str(tmp_path))
+    model = BuildModel(embedder=embedder)
+    shutil.copytree(fp32_export, export_folder(model.ref.id, model.fingerprint))
+    recipe_1 = export_folder(model.ref.id, model.fingerprint).with_name(fp32_export.name + "-int8")
+    shutil.copytree(fp32_export, recipe_1)  # what recipe 1 cached, unchecked
+    folder = ensure_export(model_id=model.ref.id, model_path=model.ref.local_path, fingerprint=model.fingerprint,
+                           max_seq_length=model.max_seq_length, precision="int8")
+    assert folder != recipe_1 and "fidelity" in json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+
+
+def test_the_beir_cache_of_an_int8_index_is_keyed_by_the_recipe(monkeypatch) -> None:
+    import indexer.onnx_export as onnx_export
+    from indexer.chunking import ChunkSettings
+    from query.evaluate import beir_index_path
+
+    folder = ROOT.parent / "shared" / "eval" / "scifact"
+    keyed = lambda: beir_index_path(folder, cache=Path("/c"), model=None, settings=ChunkSettings(), precision="int8")  # noqa: E731
+    before = keyed()
+    monkeypatch.setattr(onnx_export, "INT8_RECIPE", onnx_export.INT8_RECIPE + 1)
+    assert keyed() != before
+
+
+def test_an_index_of_an_earlier_int8_recipe_is_embedded_again(bundled_index: Path, embedder, tmp_path: Path) -> None:
     index = tmp_path / "index"
     shutil.copytree(bundled_index, index)
     manifest_path = StoredIndex.open(index).generation / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     for entry in (manifest["model"], manifest["model_identity"]):
-        del entry["int8_recipe"]  # as written by recipe 1
+        entry.pop("int8_recipe")  # as written by recipe 1
+        entry.pop("int8_fp32_matmuls", None)
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     warnings: list[str] = []
     report = build_index(corpus=ROOT / "corpus", index=index, embedder=embedder, warn=warnings.append)
     assert report.reused == 0 and report.embedded > 0
-    assert any("int8 recipe 1" in warning for warning in warnings), warnings
-    assert StoredIndex.open(index).manifest["model"]["int8_recipe"] == 2
+    assert any("int8 recipe 1 with 0 MatMuls at fp32, this build by recipe 2 with 0" in warning
+               for warning in warnings), warnings
+    model_entry = StoredIndex.open(index).manifest["model"]
+    assert model_entry["int8_recipe"] == 2 and model_entry["int8_fp32_matmuls"] == 0
