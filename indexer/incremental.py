@@ -349,7 +349,7 @@ class BuildModel:
     def describe(self) -> dict[str, Any]:
         """The manifest's ``model`` entry. An int8 one also names how many MatMuls its export
         keeps at fp32, which the export's fidelity check decides (so the export is made here)."""
-        recipe, fp32_matmuls = self.quantization()
+        fp32_matmuls = self.quantization()[1]
         kept = {"int8_fp32_matmuls": fp32_matmuls} if self.precision != "fp32" else {}
         return {"id": self.ref.id, "fingerprint": self.fingerprint, "dimension": self.dimension,
                 "max_seq_length": self.max_seq_length, **self.precision_entry(), **kept}
