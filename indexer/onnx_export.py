@@ -328,4 +328,6 @@ def ensure_export(
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if source is not None:  # the unchecked export recipe 1 made, never used again
+        shutil.rmtree(folder.with_name(f"{source.name}-{precision}"), ignore_errors=True)
     return folder

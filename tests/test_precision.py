@@ -197,6 +197,7 @@ def test_an_unchecked_int8_export_of_recipe_1_is_never_reused(fp32_export: Path,
     folder = ensure_export(model_id=model.ref.id, model_path=model.ref.local_path, fingerprint=model.fingerprint,
                            max_seq_length=model.max_seq_length, precision="int8")
     assert folder != recipe_1 and "fidelity" in json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    assert not recipe_1.exists()  # removed once a checked export replaces it
 
 
 def test_the_beir_cache_of_an_int8_index_is_keyed_by_the_recipe(monkeypatch) -> None:
