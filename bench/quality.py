@@ -202,7 +202,7 @@ def main() -> None:
                                                        progress=True, label="dense, all-mpnet-base-v2 alone")))
         mpnet = open_searcher(beir_index_path(scifact, cache=cache_root(), model=args.mpnet, settings=ChunkSettings(),
                                               precision=BuildModel(model=args.mpnet).settled_precision()))
-        for weights in ((0.25, 0.25, 0.5), (0.3, 0.2, 0.5), (0.0, 0.5, 0.5)):
+        for weights in ((0.25, 0.25, 0.5), (0.2, 0.3, 0.5), (0.3, 0.2, 0.5), (0.0, 0.5, 0.5)):
             options += beir("no rescoring + mpnet run (MiniLM/mpnet/BM25 {}/{}/{})".format(*weights),
                             with_mpnet_articles(mpnet, weights))
         from indexer.embedder import Embedder
