@@ -26,3 +26,13 @@ class IndexFormatError(SemindexError):
 
 class QueryError(SemindexError, ValueError):
     """A question cannot be searched as asked (empty, no results asked for, unknown mode)."""
+
+
+def unencodable(text: str) -> str | None:
+    """Why ``text`` cannot be encoded as UTF-8 (an unpaired surrogate, as Python makes of
+    invalid bytes in a command line), or None when it can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"unpaired surrogate {text[error.start]!r} at character {error.start}"
+    return None

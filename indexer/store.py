@@ -276,7 +276,14 @@ class StoredIndex:
         return stored
 
     def check_files(self, *, verify: bool | None) -> None:
+        """Every file of the generation is listed in the manifest's checksums at its size, and
+        (small generations, or ``verify``) its sha256; ``verify`` also checks the vector and
+        offset counts, which the query path checks when it first reads them."""
         expected: dict[str, dict[str, Any]] = self.manifest["checksums"]
+        for path in sorted(self.generation.rglob("*")):
+            name = path.relative_to(self.generation).as_posix()
+            if name != MANIFEST and name not in expected and path.is_file():
+                raise IndexFormatError(f"{path}: not listed in the manifest's checksums; {rebuild_hint(self.index)}")
         total = sum(entry["size"] for entry in expected.values())
         full = verify if verify is not None else total <= FULL_CHECKSUM_LIMIT
         for name, entry in expected.items():
@@ -291,6 +298,8 @@ class StoredIndex:
                 )
             if full and sha256_file(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: corrupt (checksum differs from the manifest); {rebuild_hint(self.index)}")
+        if verify:
+            self.vectors, self.offsets  # each compares its count with the manifest's
 
     @property
     def dimension(self) -> int:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.errors import unencodable
+
 __all__ = ["BeirDataset", "BeirFormatError", "Document", "corpus_hash", "load_beir"]
 
 _QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -76,6 +78,8 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
             raise BeirFormatError(
                 f"{corpus_path}:{lineno}: 'text' must be a string and 'title' a string or absent"
             )
+        if (bad := unencodable(title + text)) is not None:
+            raise BeirFormatError(f"{corpus_path}:{lineno}: not valid Unicode ({bad})")
         if doc_id in corpus:
             raise BeirFormatError(f"{corpus_path}:{lineno}: duplicate _id {doc_id!r}")
         corpus[doc_id] = Document(title=title, text=text)
@@ -83,18 +87,24 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
         raise BeirFormatError(f"{corpus_path}: no documents with text")
 
     all_queries: dict[str, str] = {}
+    query_lines: dict[str, int] = {}
     for lineno, record in _read_jsonl(queries_path):
         query_id = _read_id(record, queries_path, lineno)
         text = record.get("text")
         if not isinstance(text, str):
             raise BeirFormatError(f"{queries_path}:{lineno}: 'text' must be a string")
+        if (bad := unencodable(text)) is not None:
+            raise BeirFormatError(f"{queries_path}:{lineno}: not valid Unicode ({bad})")
         if query_id in all_queries:
             raise BeirFormatError(f"{queries_path}:{lineno}: duplicate _id {query_id!r}")
-        all_queries[query_id] = text
+        all_queries[query_id], query_lines[query_id] = text, lineno
 
     qrels = _read_qrels(qrels_path, all_queries)
     if not qrels:
         raise BeirFormatError(f"{qrels_path}: no judged queries")
+    for query_id in qrels:
+        if not all_queries[query_id].strip():
+            raise BeirFormatError(f"{queries_path}:{query_lines[query_id]}: query {query_id!r} is judged but has no text")
     queries = {query_id: all_queries[query_id] for query_id in qrels}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from indexer.errors import SemindexError
+from indexer.errors import IndexFormatError, SemindexError, unencodable
 from query import metrics
 
 if TYPE_CHECKING:
@@ -74,6 +76,11 @@ def _check_gold(path: Path, questions: object) -> None:
         question = entry.get("question")
         if not isinstance(question, str) or not question.strip():
             raise SemindexError(f"{where}: 'question' must be a non-empty string")
+        if (bad := unencodable(question)) is not None:
+            raise SemindexError(f"{where}: 'question' is not valid Unicode ({bad})")
+        if entry.get("answers") is None:  # a misspelt key would otherwise make it unanswerable
+            raise SemindexError(f"{where}: 'answers' is missing; give the answers, or [] for a question "
+                                "the corpus does not answer")
         for name in ("answers", "sources"):
             value = entry.get(name)
             if value is not None and not (isinstance(value, list)
@@ -113,6 +120,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")
     passages = searcher.stored.passages()
+    by_id = {str(p["id"]): p for p in passages}
     rankings, qrels, latencies, abstained, unanswerable, answered_right = [], [], [], 0, 0, 0
     for question in questions:
         answers = [a.lower() for a in question.get("answers") or []]
@@ -131,6 +139,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
             for p in passages
             if any(a in p["text"].lower() for a in answers) and sources & {s["file"] for s in p["sources"]}
         }
+        for pid in list(relevant):  # a copy of a relevant text is shown as the same hit (also_in)
+            relevant.update((str(copy), 1) for copy in by_id[pid].get("copies", []))
         rankings.append([str(pid) for pid, _ in ranked])
         qrels.append(relevant)
     scores: dict[str, float | None] = _score_rankings(rankings, qrels) if rankings else dict.fromkeys(METRIC_KEYS)
@@ -212,12 +222,22 @@ def evaluate_beir(
 
         precision = BuildModel(model=model).settled_precision()  # int8, or fp32 where no faithful int8 export exists
     index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
-    if not (index / POINTER).is_file():
+    def fill() -> None:
         with cache_fill_lock(index):
             if not (index / POINTER).is_file():  # not filled meanwhile by the run we waited for
                 build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings,
                                   progress=progress, precision=precision)
-    searcher = open_searcher(index)
+
+    if not (index / POINTER).is_file():
+        fill()
+    try:
+        searcher = open_searcher(index)
+    except IndexFormatError as error:  # a damaged cache: it is ours to throw away and fill again
+        print(f"{error}; indexing {folder} into the cache again", file=sys.stderr)
+        with cache_fill_lock(index):
+            shutil.rmtree(index, ignore_errors=True)
+        fill()
+        searcher = open_searcher(index)
     ranked_for = ranker or (lambda searcher, query: searcher.rank_articles(query, k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH))
     ranked_for(searcher, "warm-up")
     query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)

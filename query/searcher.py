@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.embedder import Embedder, ModelError, resolve_model
-from indexer.errors import IndexFormatError, QueryError, SemindexError
+from indexer.errors import IndexFormatError, QueryError, SemindexError, unencodable
 from indexer.faiss_build import faiss_problem
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
@@ -91,10 +92,19 @@ def open_searcher(
 
 
 def check_query(question: str, *, k: int, mode: str) -> None:
-    """Refuse what cannot be searched: an empty question, ``k`` < 1, an unknown mode."""
-    if not isinstance(question, str) or not question.strip():
+    """Refuse what cannot be searched: a question that is not text or is empty, ``k`` < 1,
+    an unknown mode."""
+    if not isinstance(question, str):
+        raise QueryError(f"the question must be a string, not {type(question).__name__}")
+    if not question.strip():
         raise QueryError("the question is empty")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if (bad := unencodable(question)) is not None:
+        raise QueryError(f"the question is not valid Unicode: {bad}")
+    try:
+        whole = operator.index(k)  # int, numpy integers; not floats, strings or bools
+    except TypeError:
+        whole = None
+    if whole is None or isinstance(k, bool) or whole < 1:
         raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
     if mode not in MODES:
         raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

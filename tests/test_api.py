@@ -62,11 +62,20 @@ def test_result_types_are_exported():
     ("open-source AI", 0, "k must be a whole number of at least 1, got 0"),
     ("open-source AI", -1, "k must be a whole number of at least 1, got -1"),
     ("open-source AI", 2.5, "got 2.5"), ("open-source AI", "3", "got '3'"), ("open-source AI", None, "got None"),
+    ("open-source AI", True, "got True"),
+    (123, 5, "the question must be a string, not int"), (b"EleutherAI", 5, "the question must be a string, not bytes"),
+    ("EleutherAI \udcff", 5, r"the question is not valid Unicode: unpaired surrogate '\\udcff' at character 11"),
 ])
 def test_what_cannot_be_searched_is_refused(question, k, problem):
     for call in (search, ask):
         with pytest.raises(ValueError, match=problem):
             call(question, k=k, index=INDEX)
+
+
+def test_k_may_be_any_whole_number_type():
+    import numpy as np
+
+    assert len(search("EleutherAI", k=np.int64(2), index=INDEX)) == 2
 
 
 @pytest.mark.parametrize("question", ["?", "Who?", "What is it?", "Why is that so?"])

@@ -152,3 +152,11 @@ def test_empty_question_is_one_line_and_bad_sizes_are_usage_errors():
                          (("eval", gold, "--index", str(INDEX), "--limit", "0"), "--limit")):
         result = semindex(*args)
         assert result.returncode == 2 and option in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["search", "ask"])
+def test_a_question_of_invalid_bytes_is_one_line_error(command):
+    result = subprocess.run([sys.executable, "-m", "query.cli", command, b"EleutherAI \xff", "--index", str(INDEX)],
+                            capture_output=True, timeout=300)
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.decode() == "error: the question is not valid Unicode: unpaired surrogate '\\udcff' at character 11\n"

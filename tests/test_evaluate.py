@@ -145,6 +145,10 @@ GOOD_ENTRY = {"question": "Who is the executive director of EleutherAI?", "answe
     ({**GOOD_ENTRY, "question": " "}, "'question' must be a non-empty string"),
     ({key: value for key, value in GOOD_ENTRY.items() if key != "question"}, "'question' must be a non-empty string"),
     ({**GOOD_ENTRY, "sources": None}, "'sources' is needed when 'answers' is given"),
+    ({**GOOD_ENTRY, "question": "Who\udcff?"}, "'question' is not valid Unicode (unpaired surrogate '\\udcff' at character 3)"),
+    ({"question": "Who?", "answer": ["a misspelt key"], "sources": ["x.txt"]},
+     "'answers' is missing; give the answers, or [] for a question the corpus does not answer"),
+    ({**GOOD_ENTRY, "answers": None}, "'answers' is missing; give the answers, or [] for a question the corpus does not answer"),
     ("just a string", "expected a mapping with 'question', 'answers' and 'sources'"),
 ])
 def test_malformed_gold_entry_is_one_line_error(tmp_path, entry, problem):
@@ -192,3 +196,53 @@ def test_beir_corpus_without_text_is_one_line_error(tmp_path, corpus):
         evaluate_beir(folder, cache=tmp_path / "cache")
     assert str(info.value) == f"{folder / 'corpus.jsonl'}: no documents with text"
     assert not (tmp_path / "cache").exists(), "refused before any index is built"
+
+
+@pytest.mark.parametrize(("name", "line", "problem"), [
+    ("queries.jsonl", '{"_id": "q1", "text": "Where do bees \\udcff store honey?"}',
+     "1: not valid Unicode (unpaired surrogate '\\udcff' at character 14)"),
+    ("queries.jsonl", '{"_id": "q1", "text": "   "}', "1: query 'q1' is judged but has no text"),
+    ("corpus.jsonl", '{"_id": "bees", "title": "Honey bee colonies", "text": "\\ud800"}',
+     "1: not valid Unicode (unpaired surrogate '\\ud800' at character 18)"),
+])
+def test_beir_text_that_cannot_be_searched_is_one_line_error(tmp_path, name, line, problem):
+    folder = write_beir(tmp_path / "tiny")
+    path = folder / name
+    path.write_text(line + "\n" + "".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]), encoding="utf-8")
+    with pytest.raises(SemindexError) as info:
+        evaluate_beir(folder, cache=tmp_path / "cache")
+    assert str(info.value) == f"{path}:{problem}"
+
+
+def test_a_damaged_beir_cache_is_indexed_again(tmp_path, capsys, monkeypatch):
+    import query.searcher
+
+    folder = write_beir(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")
+    index = next(path for path in (cache / "beir").iterdir() if path.is_dir())
+    generation = index / (index / "CURRENT").read_text().strip()
+    with (generation / "passages.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write("{}\n")
+    monkeypatch.setattr(query.searcher, "_OPEN", {})  # as in a new process
+    report = evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32").to_dict()
+    assert report["hit@1"] == 1.0
+    assert "passages.jsonl: corrupt" in capsys.readouterr().err
+
+
+def test_a_copy_of_the_relevant_text_counts_as_the_same_hit(tmp_path, embedder):
+    from indexer.build import build_index
+
+    text = "Ferret Labs is directed by Alice Zorn, who founded it in 2019.\n"
+    corpus = tmp_path / "corpus"
+    for folder in ("a", "b"):
+        (corpus / folder).mkdir(parents=True)
+        (corpus / folder / "copy.txt").write_text(text, encoding="utf-8")
+    (corpus / "other.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    for source in ("a/copy.txt", "b/copy.txt"):
+        path = tmp_path / "gold.yaml"
+        path.write_text(yaml.safe_dump([{"question": "Who directs Ferret Labs?", "answers": ["Alice Zorn"],
+                                         "sources": [source]}]), encoding="utf-8")
+        report = evaluate_gold(path, index=tmp_path / "index", mode="keyword").to_dict()
+        assert report["hit@1"] == 1.0, (source, report)

@@ -150,3 +150,15 @@ def test_the_committed_index_holds_only_its_live_generation() -> None:
     live = (index / store.POINTER).read_text(encoding="utf-8").strip()
     assert sorted(path.name for path in index.glob("gen-*")) == [live], \
         "after `make index`, git rm the previous generation: the repository holds only the live one"
+
+
+def test_info_verify_checks_the_counts_that_search_checks(built: Path, tmp_path: Path) -> None:
+    index, _ = damaged(built, tmp_path, lambda manifest: manifest["counts"].update(passages=5))
+    line = error_line(run_cli("info", "--index", index, "--verify"))
+    assert "vectors.faiss: holds 1 vectors but the manifest counts 5 passages" in line
+
+
+def test_a_file_the_checksums_do_not_list_is_refused(built: Path, tmp_path: Path) -> None:
+    index, _ = damaged(built, tmp_path, lambda manifest: manifest["checksums"].pop(store.PASSAGES))
+    line = error_line(run_cli("search", "kites", "--index", index))
+    assert f"{store.PASSAGES}: not listed in the manifest's checksums" in line and "rebuild it with" in line
