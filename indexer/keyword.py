@@ -118,6 +118,11 @@ class KeywordIndex:
             start, end = int(indptr[term]), int(indptr[term + 1])
             np.add.at(scores, indices[start:end], data[start:end])
         k = min(k, size)
-        top = np.argpartition(-scores, k - 1)[:k] if k < size else np.arange(size)
-        top = top[np.argsort(-scores[top], kind="stable")]
+        if k < size:  # equal scores rank by passage id, so a ranking never depends on k
+            kth = np.partition(-scores, k - 1)[k - 1]
+            above = np.flatnonzero(-scores < kth)
+            top = np.concatenate([above, np.flatnonzero(-scores == kth)[: k - len(above)]])
+        else:
+            top = np.arange(size)
+        top = top[np.lexsort((top, -scores[top]))]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]

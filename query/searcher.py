@@ -110,6 +110,24 @@ def check_query(question: str, *, k: int, mode: str) -> None:
         raise QueryError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
+COUNT_PARAMETERS = frozenset({"nprobe", "efSearch", "max_codes", "ht"})
+"""FAISS search parameters that are counts: ``ParameterSpace`` would silently truncate 1.5 to 1."""
+
+
+def fractional_count(faiss_params: str) -> str | None:
+    """Why ``faiss_params`` ("name=value,...") gives a count parameter a non-integer value, or None."""
+    for item in faiss_params.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() in COUNT_PARAMETERS:
+            try:
+                float(value)
+            except ValueError:
+                continue  # not a number at all: FAISS's own message says so
+            if not value.strip().lstrip("+-").isdigit():
+                return f"{name.strip()} must be a whole number, got {value.strip()!r}"
+    return None
+
+
 class Searcher:
     """Dense search over one index generation, with the model the index was built with."""
 
@@ -180,6 +198,8 @@ class Searcher:
         if self.faiss_params and not self.__dict__.get("_params_set"):
             import faiss
 
+            if problem := fractional_count(self.faiss_params):
+                raise SemindexError(f"FAISS search parameters {self.faiss_params!r}: {problem}")
             try:
                 faiss.ParameterSpace().set_index_parameters(vectors, self.faiss_params)
             except RuntimeError as exc:

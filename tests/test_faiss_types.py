@@ -50,6 +50,8 @@ def test_ivf_index_records_and_applies_search_params(ivf_index):
     assert narrow
     with pytest.raises(SemindexError, match=r"^FAISS search parameters 'nprobe=0': cur_nprobe > 0 does not hold$"):
         open_searcher(index, faiss_params="nprobe=0").search("Report number 12", k=3, mode="dense")
+    with pytest.raises(SemindexError, match=r"^FAISS search parameters 'nprobe=1.5': nprobe must be a whole number, got '1.5'$"):
+        open_searcher(index, faiss_params="nprobe=1.5").search("Report number 12", k=3, mode="dense")
 
 
 def test_incremental_build_reuses_ivf_vectors(ivf_index, embedder):

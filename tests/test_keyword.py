@@ -50,3 +50,12 @@ def test_question_words_do_not_match(tmp_path):
     index.build(["Biderman, who is executive director of EleutherAI", "Pineau, Meta AI's managing director"])
     assert index.search("Who? What? Which, how, why, when, where?", k=2) == []
     assert index.search("Who is the managing director?", k=2)[0][0] == 1
+
+
+def test_equal_scores_rank_by_passage_id_whatever_k(tmp_path):
+    index = KeywordIndex(tmp_path / "bm25", KeywordSettings())
+    index.build(["a ferry crossing", "the ferry crossing", "ferry crossing", "a ferry crossing today", "ferries"] * 4)
+    full = index.search("ferry crossing", k=20)
+    assert [pid for pid, _ in full] == sorted((pid for pid, _ in full), key=lambda pid: (-dict(full)[pid], pid))
+    for k in range(1, 21):
+        assert index.search("ferry crossing", k=k) == full[:k], k
