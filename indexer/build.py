@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import math
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 
 from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
-from indexer.documents import Article, ParsedFile, Segment, parse_file
+from indexer.documents import Article, ParsedFile, Segment, input_fingerprint, parse_file
 from indexer.embedder import Embedder
 from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError
 from indexer.faiss_build import new_faiss_index
@@ -220,11 +219,12 @@ def parse_found(
 
 
 def hash_inputs(found: list[tuple[Path, str]]) -> dict[str, str | None]:
-    """sha256 of every discovered corpus file (None when it cannot be read)."""
+    """What changes when a discovered corpus file does (:func:`input_fingerprint`; None when
+    it cannot be read)."""
     hashes: dict[str, str | None] = {}
     for path, name in found:
         try:
-            hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            hashes[name] = input_fingerprint(path)
         except OSError:
             hashes[name] = None
     return hashes

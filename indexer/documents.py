@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -118,17 +119,36 @@ def max_file_bytes() -> int:
     return int(megabytes * 2**20)
 
 
+def unreadable_reason(path: Path) -> str | None:
+    """Why ``path`` is refused before a byte of it is read: not a regular file (a FIFO would
+    block, a device never end), or over the size limit; None when it may be read."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a pipe, device or socket)"
+    limit = max_file_bytes()
+    if info.st_size > limit:
+        return (f"is too large ({info.st_size / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB, "
+                "set SEMINDEX_MAX_FILE_MB to raise it)")
+    return None
+
+
+def input_fingerprint(path: Path) -> str:
+    """What a build records of a corpus file to see whether it changed: the sha256 of its
+    bytes, or the reason it is not read (so raising the size limit counts as a change)."""
+    if reason := unreadable_reason(path):
+        return f"{reason} [{path.stat().st_size} bytes]"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def read_text(path: Path, name: str) -> tuple[str, str]:
     """Return (text, sha256) of a UTF-8 file, or raise InputError naming the problem."""
-    limit = max_file_bytes()
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise InputError(name, f"is too large ({size / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB, "
-                                   "set SEMINDEX_MAX_FILE_MB to raise it)")
+        if reason := unreadable_reason(path):
+            raise InputError(name, reason)
         data = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(name, "disappeared while the corpus was read") from None
+        reason = "is a broken symbolic link" if path.is_symlink() else "disappeared while the corpus was read"
+        raise InputError(name, reason) from None
     except PermissionError:
         raise InputError(name, "cannot be read (permission denied)") from None
     except OSError as exc:

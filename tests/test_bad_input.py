@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def hostile_build(tmp_path_factory, embedder):
     (corpus / "loop2.txt").symlink_to(corpus / "loop.txt")
     (corpus / "sub").mkdir()
     (corpus / "sub" / "back").symlink_to(corpus, target_is_directory=True)
+    os.mkfifo(corpus / "pipe.txt")  # reading it would block forever
+    (corpus / "zero.txt").symlink_to("/dev/zero")  # reading it would never end
     warnings: list[str] = []
     index = corpus.parent / "index"
     report = build_index(corpus=corpus, index=index, warn=warnings.append, embedder=embedder)
@@ -40,10 +43,26 @@ def test_huge_file_is_skipped_with_its_size(hostile_build):
     assert "too large (50.0 MB" in line and "skipped" in line
 
 
-def test_file_that_disappears_is_skipped(hostile_build):
+def test_a_broken_symlink_is_skipped(hostile_build):
     _, warnings, _ = hostile_build
     [line] = [w for w in warnings if w.startswith("gone.txt:")]
-    assert "disappeared" in line
+    assert "is a broken symbolic link" in line
+
+
+def test_a_pipe_or_device_is_skipped_unread(hostile_build):
+    _, warnings, _ = hostile_build
+    for name in ("pipe.txt", "zero.txt"):
+        [line] = [w for w in warnings if w.startswith(f"{name}:")]
+        assert "is not a regular file" in line
+
+
+def test_raising_the_size_limit_indexes_the_file_it_skipped(write_corpus, tmp_path, embedder, monkeypatch):
+    corpus = write_corpus({"good.txt": GOOD, "long.txt": "Ferries cross the bay every hour in summer.\n" * 40_000})
+    monkeypatch.setenv("SEMINDEX_MAX_FILE_MB", "1")
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    monkeypatch.setenv("SEMINDEX_MAX_FILE_MB", "5")
+    report = build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    assert not report.unchanged and report.files == 2
 
 
 def test_symlink_loops_are_skipped(hostile_build):
