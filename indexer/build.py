@@ -29,7 +29,7 @@ from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.documents import Article, ParsedFile, Segment, input_fingerprint, parse_file
 from indexer.embedder import Embedder
-from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError
+from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError, unencodable
 from indexer.faiss_build import new_faiss_index
 from indexer.incremental import (
     BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, package_versions, pipeline_fingerprint,
@@ -113,7 +113,10 @@ def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
                 continue
             path = Path(root) / name
             relative = path.relative_to(corpus).as_posix()
-            if path.suffix.lower() in TEXT_SUFFIXES:
+            if unencodable(relative) is not None:  # bytes that are not UTF-8 in the file or folder name
+                shown = os.fsencode(relative).decode("utf-8", "backslashreplace")
+                warn(f"{shown}: skipped (its name is not valid UTF-8, so it cannot be cited)")
+            elif path.suffix.lower() in TEXT_SUFFIXES:
                 found.append((path, relative))
             else:
                 warn(f"{relative}: skipped (only .txt and .md files are indexed)")

@@ -44,11 +44,15 @@ def build_faiss_index(factory: str, *, dimension: int, count: int, blocks: Block
             raise SemindexError(f"FAISS factory {factory!r} cannot be trained on {count} passages: "
                                 f"{faiss_problem(error)}") from None
     top = faiss.downcast_index(index)
-    if type(top) is faiss.IndexIVFFlat:  # not wrapped in a transform or refinement, which add() applies
-        _add_presized(top, count=count, blocks=blocks)
-    else:
-        for block in blocks():
-            index.add(block)
+    try:
+        if type(top) is faiss.IndexIVFFlat:  # not wrapped in a transform or refinement, which add() applies
+            _add_presized(top, count=count, blocks=blocks)
+        else:
+            for block in blocks():
+                index.add(block)
+    except (RuntimeError, ValueError) as error:  # e.g. IDMap (wants ids), IVF0, NSG under 100 vectors
+        reason = faiss_problem(error) if isinstance(error, RuntimeError) else str(error)
+        raise SemindexError(f"FAISS factory {factory!r} cannot index {count} passages: {reason}") from None
     if index.ntotal != count:  # pragma: no cover - a bug, never a user error
         raise RuntimeError(f"FAISS index holds {index.ntotal} vectors, expected {count}")
     return index

@@ -213,6 +213,8 @@ def live_generation(index: Path) -> Path:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise IndexFormatError(f"{pointer}: missing, so {index} is not a semindex index; {rebuild_hint(index)}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or not text
+        raise IndexFormatError(f"{pointer}: unreadable ({getattr(exc, 'strerror', None) or exc}); {rebuild_hint(index)}") from None
     generation = index / name
     if not name.startswith("gen-") or "/" in name or not generation.is_dir():
         raise IndexFormatError(f"{pointer}: points to {name!r}, which is not a generation folder; {rebuild_hint(index)}")

@@ -165,3 +165,19 @@ def test_a_second_path_to_a_folder_is_not_called_a_loop(write_corpus, tmp_path, 
     assert report.files == 1
     assert "reallink: skipped (a symlink to real, already read)" in warnings
     assert "real/up: skipped (symlink loop)" in warnings
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped(write_corpus, tmp_path, embedder):
+    corpus = write_corpus({"good.txt": GOOD})
+    (corpus / os.fsdecode(b"ferry-\xff.txt")).write_text("Ferries cross the bay every hour.\n", encoding="utf-8")
+    warnings: list[str] = []
+    report = build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    assert report.files == 1
+    assert "ferry-\\xff.txt: skipped (its name is not valid UTF-8, so it cannot be cited)" in warnings
+
+
+def test_a_factory_faiss_cannot_fill_is_one_line(write_corpus, tmp_path, embedder):
+    corpus = write_corpus({"good.txt": GOOD})
+    with pytest.raises(SemindexError, match=r"^FAISS factory 'IDMap,Flat' cannot index \d+ passages: add does not make sense"):
+        build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, factory="IDMap,Flat")
+    assert not (tmp_path / "index" / "CURRENT").exists()  # no index was published

@@ -292,3 +292,12 @@ def test_rebuild_hint_names_only_options_that_build_accepts() -> None:
     help_text = run_cli("build", "--help", timeout=120)
     assert help_text.returncode == 0, help_text.stderr
     assert [option for option in options if option not in help_text.stdout] == []
+
+
+def test_an_os_error_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not an index folder\n", encoding="utf-8")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Kites fly over the beach in Brighton every summer.\n", encoding="utf-8")
+    line = error_line(run_cli("build", corpus, "--index", tmp_path / "a-file"))
+    assert line.startswith(f"error: {tmp_path / 'a-file'}: ")

@@ -162,3 +162,16 @@ def test_a_file_the_checksums_do_not_list_is_refused(built: Path, tmp_path: Path
     index, _ = damaged(built, tmp_path, lambda manifest: manifest["checksums"].pop(store.PASSAGES))
     line = error_line(run_cli("search", "kites", "--index", index))
     assert f"{store.PASSAGES}: not listed in the manifest's checksums" in line and "rebuild it with" in line
+
+
+@pytest.mark.parametrize("damage", ["bytes", "folder"])
+def test_an_unreadable_current_pointer_is_one_line(built: Path, tmp_path: Path, damage: str) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(built, index)
+    (index / store.POINTER).unlink()
+    if damage == "bytes":
+        (index / store.POINTER).write_bytes(b"\xff")
+    else:
+        (index / store.POINTER).mkdir()
+    line = error_line(run_cli("search", "kites", "--index", index))
+    assert line.startswith(f"error: {index / store.POINTER}: unreadable (") and "rebuild it with" in line
