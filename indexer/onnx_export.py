@@ -287,15 +287,20 @@ def quantize_export(source: Path, out_dir: Path) -> dict:
 
 @contextmanager
 def _quiet_root_logger():
-    """onnxruntime's quantizer logs advice ("run pre-processing") on the root logger."""
+    """onnxruntime's quantizer logs advice ("run pre-processing") with ``logging.warning``,
+    which would also give the root logger a stderr handler for good (``basicConfig``), and
+    every later library message would print: bm25s logs at DEBUG. A NullHandler holds the
+    root's place while it runs."""
     import logging
 
-    root = logging.getLogger()
+    root, placeholder = logging.getLogger(), logging.NullHandler()
     level = root.level
     root.setLevel(logging.ERROR)
+    root.addHandler(placeholder)
     try:
         yield
     finally:
+        root.removeHandler(placeholder)
         root.setLevel(level)
 
 

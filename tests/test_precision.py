@@ -228,3 +228,23 @@ def test_an_index_of_an_earlier_int8_recipe_is_embedded_again(bundled_index: Pat
                for warning in warnings), warnings
     model_entry = StoredIndex.open(index).manifest["model"]
     assert model_entry["int8_recipe"] == 2 and model_entry["int8_fp32_matmuls"] == 0
+
+
+def test_quantizing_leaves_no_log_handler_behind(fp32_export: Path, tmp_path: Path) -> None:
+    """onnxruntime's quantizer calls logging.warning, which sets up a stderr handler on the root
+    logger when it has none; bm25s then printed its DEBUG lines on every later build. Run in a
+    fresh interpreter: pytest's own log capture gives the root a handler."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "from indexer.onnx_export import quantize_export\n"
+        f"quantize_export(Path({str(fp32_export)!r}), Path({str(tmp_path / 'int8')!r}))\n"
+        "logger = logging.getLogger('bm25s'); logger.setLevel(logging.DEBUG)\n"
+        "logger.debug('Building index from IDs objects')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG" not in result.stderr and "pre-processing" not in result.stderr, result.stderr
