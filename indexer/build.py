@@ -9,6 +9,7 @@ unchanged corpus is answered "up to date" without parsing or loading a model (se
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import fcntl
 import json
@@ -737,6 +738,9 @@ def make_passages(
             first = group[0]
             article = articles[first.article]
             context_tokens = count_tokens(embed_text(first.kind, "", article))
+            if context_tokens > limit // 2:  # a title too long to be context would crowd out the text
+                article = dataclasses.replace(article, title=None)
+                context_tokens = count_tokens(embed_text(first.kind, "", article))
             budget = ChunkSettings(
                 max_tokens=max(16, min(settings.max_tokens if first.kind == "body" else limit, limit - context_tokens)),
                 overlap=settings.overlap,

@@ -613,3 +613,18 @@ def test_classic_mac_line_ends_are_lines(tmp_path):
     parsed = parse_file(path, "mac.txt")
     assert parsed.body_date == "2024-05-17" and "\r" not in parsed.text
     assert [parsed.text[s.start : s.end] for s in parsed.segments] == ["Kites fly over Brighton.", "Parrots live in the Amazon."]
+
+
+def test_a_title_too_long_to_be_context_is_left_out_of_what_is_embedded(write_corpus, tmp_path, embedder) -> None:
+    """An excerpt is embedded after its title; a 300-word title would fill the model's 256
+    tokens, truncating the excerpt away (every excerpt passage would embed as the title)."""
+    title = " ".join(f"headline{i}" for i in range(300))
+    excerpt = " ".join(f"Ferries cross the bay number {i}." for i in range(40))
+    corpus = write_corpus({"long.md": f"---\ntitle: {title}\nexcerpt: {excerpt}\n---\nBody text about ferries.\n"})
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    limit = embedder.max_seq_length
+    for passage in StoredIndex.open(tmp_path / "index").passages():
+        embedded = passage.get("embedded") or passage["text"]
+        assert len(embedder.tokenizer(embedded)["input_ids"]) <= limit, passage["kind"]
+        if passage["kind"] == "excerpt":
+            assert "headline0" not in embedded
