@@ -264,25 +264,35 @@ def quantize_export(source: Path, out_dir: Path) -> dict:
     shutil.copyfile(source / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
     base = {**json.loads((source / CONFIG_FILE).read_text(encoding="utf-8")), "precision": "int8",
             "int8_recipe": INT8_RECIPE}
+    # onnxruntime writes a shape-inferred copy beside the model it quantizes and deletes it
+    # after: quantize a private link, so two processes quantizing one export never collide
+    private = out_dir / f"fp32-{ONNX_FILE}"
+    try:
+        os.link(source / ONNX_FILE, private)
+    except OSError:
+        shutil.copyfile(source / ONNX_FILE, private)
     tried: list[str] = []
-    for attempt in range(2):
-        kept = activation_fed_matmuls(source / ONNX_FILE) if attempt else []
-        if attempt and not kept:
-            break
-        with warnings.catch_warnings(), _quiet_root_logger():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(source / ONNX_FILE), str(out_dir / ONNX_FILE), per_channel=True,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=kept)
-        config = {**base, "fp32_matmuls": kept}
-        (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        mean, least = fidelity(source, out_dir)
-        tried.append(f"{mean:.3f} (lowest {least:.3f}) with {len(kept)} MatMuls at fp32")
-        if mean >= INT8_MIN_MEAN_COSINE and least >= INT8_MIN_COSINE:
-            config["fidelity"] = {"mean_cosine": round(mean, 4), "min_cosine": round(least, 4)}
+    try:
+        for attempt in range(2):
+            kept = activation_fed_matmuls(source / ONNX_FILE) if attempt else []
+            if attempt and not kept:
+                break
+            with warnings.catch_warnings(), _quiet_root_logger():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(str(private), str(out_dir / ONNX_FILE), per_channel=True,
+                                 weight_type=QuantType.QInt8, nodes_to_exclude=kept)
+            config = {**base, "fp32_matmuls": kept}
             (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-            return config
-    raise ModelError(f"int8 quantization changes this model's vectors too much (mean cosine to fp32 "
-                     f"{'; '.join(tried)}; needs {INT8_MIN_MEAN_COSINE}, lowest {INT8_MIN_COSINE}): use --precision fp32")
+            mean, least = fidelity(source, out_dir)
+            tried.append(f"{mean:.3f} (lowest {least:.3f}) with {len(kept)} MatMuls at fp32")
+            if mean >= INT8_MIN_MEAN_COSINE and least >= INT8_MIN_COSINE:
+                config["fidelity"] = {"mean_cosine": round(mean, 4), "min_cosine": round(least, 4)}
+                (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+                return config
+        raise ModelError(f"int8 quantization changes this model's vectors too much (mean cosine to fp32 "
+                         f"{'; '.join(tried)}; needs {INT8_MIN_MEAN_COSINE}, lowest {INT8_MIN_COSINE}): use --precision fp32")
+    finally:
+        private.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -248,3 +248,19 @@ def test_quantizing_leaves_no_log_handler_behind(fp32_export: Path, tmp_path: Pa
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "DEBUG" not in result.stderr and "pre-processing" not in result.stderr, result.stderr
+
+
+def test_quantizing_writes_only_into_its_own_folder(fp32_export: Path, tmp_path: Path, monkeypatch) -> None:
+    """onnxruntime writes a shape-inferred copy beside the model it quantizes: beside the shared
+    fp32 export, two builds quantizing at once deleted each other's copy."""
+    import onnx.shape_inference
+
+    from indexer.onnx_export import quantize_export
+
+    written: list[Path] = []
+    infer = onnx.shape_inference.infer_shapes_path
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path",
+                        lambda source, target, *args, **kwargs: (written.append(Path(target)), infer(source, target, *args, **kwargs))[1])
+    quantize_export(fp32_export, tmp_path / "int8")
+    assert written and not [path for path in written if path.parent == fp32_export], written
+    assert sorted(path.name for path in (tmp_path / "int8").iterdir()) == ["model.onnx", "onnx_config.json", "tokenizer.json"]
