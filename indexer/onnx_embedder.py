@@ -55,11 +55,18 @@ class OnnxEmbedder:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1 if self.quantized else os.cpu_count() or 1
-        return onnxruntime.InferenceSession(
-            str(self.folder / self.config["onnx_file"]),
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
-        )
+        try:
+            return onnxruntime.InferenceSession(
+                str(self.folder / self.config["onnx_file"]),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as error:  # onnxruntime's InvalidProtobuf, NoSuchFile, ... (not exported by name)
+            from indexer.embedder import ModelError
+
+            reason = " ".join(str(error).split())[:200]
+            raise ModelError(f"{self.folder}: the cached ONNX export cannot be loaded ({reason}); "
+                             "delete that folder and it is made again") from None
 
     def encode(self, texts: list[str], *, batch_size: int = 16) -> np.ndarray:
         """Embed ``texts``; rows are unit length so inner product equals cosine.

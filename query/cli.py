@@ -234,7 +234,10 @@ def info(
     console = _console()
     model = manifest["model"]
     console.print(Text.assemble((str(stored.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
-    console.print(f"model {model['id']} ({model['dimension']} dims, {model['fingerprint'][:19]}…), "
+    precision = model.get("precision", "fp32")
+    if precision != "fp32":
+        precision += f" (recipe {model.get('int8_recipe', 1)}, {model.get('int8_fp32_matmuls', 0)} MatMuls at fp32)"
+    console.print(f"model {model['id']} ({model['dimension']} dims, {model['fingerprint'][:19]}…, {precision}), "
                   f"FAISS {manifest['faiss']['factory']}, chunking {manifest['chunking']}")
     console.print("counts: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()))
     files = Table("file", "passages", "sha256", title="files")

@@ -301,3 +301,23 @@ def test_an_os_error_is_one_line(tmp_path: Path) -> None:
     (corpus / "a.txt").write_text("Kites fly over the beach in Brighton every summer.\n", encoding="utf-8")
     line = error_line(run_cli("build", corpus, "--index", tmp_path / "a-file"))
     assert line.startswith(f"error: {tmp_path / 'a-file'}: ")
+
+
+def test_a_damaged_cached_onnx_export_is_one_line(tmp_path: Path, monkeypatch, embedder) -> None:
+    import shutil
+
+    from indexer.incremental import BuildModel
+    from indexer.onnx_export import export_folder
+    from indexer.store import StoredIndex
+
+    index = Path(__file__).resolve().parent.parent / "index"
+    model = StoredIndex.open(index).manifest["model"]
+    source = BuildModel(embedder=embedder, precision="fp32").export.folder  # made if missing
+    monkeypatch.setenv("SEMINDEX_CACHE", str(tmp_path))
+    damaged = export_folder(model["id"], model["fingerprint"])
+    shutil.copytree(source, damaged)
+    with (damaged / "model.onnx").open("r+b") as handle:
+        handle.truncate(1000)
+    line = error_line(run_cli("search", "EleutherAI", "--index", index))
+    assert line.startswith(f"error: {damaged}: the cached ONNX export cannot be loaded (")
+    assert line.endswith("delete that folder and it is made again")
