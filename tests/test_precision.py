@@ -87,6 +87,16 @@ def test_a_rebuild_keeps_the_precision_and_an_explicit_one_re_embeds(bundled_ind
     assert build_index(corpus=ROOT / "corpus", index=index, embedder=embedder).unchanged
 
 
+def build_a_default_index(tmp_path: Path, embedder) -> tuple[Path, list[str]]:
+    """A one-file corpus built into ``tmp_path / "index"`` at the default precision: (corpus, warnings)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
+    warnings: list[str] = []
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    return corpus, warnings
+
+
 def test_a_default_int8_that_cannot_be_exported_builds_at_fp32(embedder, tmp_path: Path, monkeypatch) -> None:
     import indexer.onnx_export as onnx_export
 
@@ -98,11 +108,7 @@ def test_a_default_int8_that_cannot_be_exported_builds_at_fp32(embedder, tmp_pat
         return made(**kwargs)
 
     monkeypatch.setattr(onnx_export, "ensure_export", no_int8)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
-    warnings: list[str] = []
-    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    corpus, warnings = build_a_default_index(tmp_path, embedder)
     assert "precision" not in StoredIndex.open(tmp_path / "index").manifest["model"]
     assert any("embedding at fp32" in warning for warning in warnings), warnings
     with pytest.raises(RuntimeError, match="quantization unavailable"):
@@ -175,11 +181,7 @@ def test_a_default_build_of_an_unfaithful_model_embeds_at_fp32(fp32_export: Path
     shutil.copytree(fp32_export, cache / "onnx" / fp32_export.name)  # the fp32 export, not remade
     monkeypatch.setenv("SEMINDEX_CACHE", str(cache))
     monkeypatch.setattr(onnx_export, "INT8_MIN_MEAN_COSINE", 1.01)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
-    warnings: list[str] = []
-    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, warn=warnings.append)
+    corpus, warnings = build_a_default_index(tmp_path, embedder)
     assert "precision" not in StoredIndex.open(tmp_path / "index").manifest["model"]
     assert any("--precision fp32" in warning and "embedding at fp32" in warning for warning in warnings), warnings
     assert [folder.name for folder in (cache / "onnx").iterdir()] == [fp32_export.name]  # no int8 export left
