@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +35,9 @@ class KeywordSettings:
 
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+NORMAL_FORM = "NFKC"
+"""Unicode normalisation of texts and queries before tokenizing: a composed "ü" and a "u" with
+a combining diaeresis, full-width letters, ligatures such as "ﬁ" are the same word."""
 QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "when", "where", "which", "why", "how", "do", "does", "did"})
 """Words that shape a question but say nothing about its answer. Lucene's English stopword
 list (bm25s's "en") keeps them, so "Who is X's director?" would favour any passage saying
@@ -68,21 +72,22 @@ class KeywordIndex:
 
         retriever = bm25s.BM25(k1=self.settings.k1, b=self.settings.b, method="lucene")
         tokens = bm25s.tokenize(
-            texts, stopwords=self.settings.stopwords, stemmer=self._stem, token_pattern=TOKEN_PATTERN,
-            show_progress=False,
+            [unicodedata.normalize(NORMAL_FORM, text) for text in texts], stopwords=self.settings.stopwords,
+            stemmer=self._stem, token_pattern=TOKEN_PATTERN, show_progress=False,
         )
         if not tokens.vocab:
             raise CorpusError("no passage has a word to index (only stopwords, one-letter words and punctuation)")
         retriever.index(tokens, show_progress=False)
         self.folder.mkdir(parents=True, exist_ok=True)
         retriever.save(str(self.folder), allow_pickle=False, show_progress=False)
-        tokenizer = {"token_pattern": TOKEN_PATTERN, "lower": True, "stopwords": sorted(_infer_stopwords(self.settings.stopwords))}
+        tokenizer = {"token_pattern": TOKEN_PATTERN, "lower": True, "normalize": NORMAL_FORM,
+                     "stopwords": sorted(_infer_stopwords(self.settings.stopwords))}
         (self.folder / TOKENIZER_FILE).write_text(json.dumps(tokenizer, indent=1) + "\n", encoding="utf-8")
 
     @cached_property
-    def _tokenizer(self) -> tuple[re.Pattern, frozenset[str]]:
+    def _tokenizer(self) -> tuple[re.Pattern, frozenset[str], str | None]:
         config = json.loads((self.folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
-        return re.compile(config["token_pattern"]), frozenset(config["stopwords"])
+        return re.compile(config["token_pattern"]), frozenset(config["stopwords"]), config.get("normalize")
 
     @cached_property
     def _vocabulary(self) -> dict[str, int]:
@@ -98,9 +103,11 @@ class KeywordIndex:
         return arrays["data"], arrays["indices"], arrays["indptr"], int(size)
 
     def term_ids(self, query: str) -> list[int]:
-        """The query's terms as bm25s tokenizes them (lower-cased, stopwords and question
-        words out, stemmed)."""
-        pattern, stopwords = self._tokenizer
+        """The query's terms as bm25s tokenizes them (NFKC-normalised, lower-cased, stopwords
+        and question words out, stemmed)."""
+        pattern, stopwords, normal_form = self._tokenizer
+        if normal_form:  # as the index's texts were (none for indexes built before)
+            query = unicodedata.normalize(normal_form, query)
         words = [w for w in pattern.findall(query.lower()) if w not in stopwords and w not in QUESTION_WORDS]
         vocabulary = self._vocabulary
         return [vocabulary[stem] for stem in self._stem(words) if stem in vocabulary]

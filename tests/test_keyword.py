@@ -59,3 +59,10 @@ def test_equal_scores_rank_by_passage_id_whatever_k(tmp_path):
     assert [pid for pid, _ in full] == sorted((pid for pid, _ in full), key=lambda pid: (-dict(full)[pid], pid))
     for k in range(1, 21):
         assert index.search("ferry crossing", k=k) == full[:k], k
+
+
+def test_unicode_forms_of_one_word_match(tmp_path):
+    index = KeywordIndex(tmp_path / "bm25", KeywordSettings())
+    index.build(["Herr Mu\u0308ller opened the ferry terminal", "The ﬁnal ferry leaves at noon"])
+    assert [pid for pid, _ in index.search("M\u00fcller", k=2)] == [0]  # composed ü against u + combining mark
+    assert [pid for pid, _ in index.search("final ferry", k=2)][0] == 1  # the ligature ﬁ is fi
