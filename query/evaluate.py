@@ -160,6 +160,21 @@ def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, p
     return cache / "beir" / f"{re.sub(r'[^A-Za-z0-9_-]', '_', folder.name)}-{key}"
 
 
+def built_by_other_code(index: Path) -> bool:
+    """Was this cached index built by indexer code other than this (its manifest's pipeline
+    fingerprint differs)? A cache key names the corpus and settings, not the code."""
+    import json
+
+    from indexer.incremental import pipeline_fingerprint
+    from indexer.store import MANIFEST, live_generation
+
+    try:
+        manifest = json.loads((live_generation(index) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, SemindexError):
+        return False  # opening it says what is wrong
+    return not isinstance(manifest, dict) or manifest.get("pipeline") != pipeline_fingerprint()
+
+
 @contextmanager
 def cache_fill_lock(index: Path) -> Iterator[None]:
     """Hold ``<index>.fill`` while one run builds a cached BEIR index: a second run on the
@@ -222,14 +237,18 @@ def evaluate_beir(
 
         precision = BuildModel(model=model).settled_precision()  # int8, or fp32 where no faithful int8 export exists
     index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
-    def fill() -> None:
+
+    def fill(*, again: bool = False) -> None:
         with cache_fill_lock(index):
-            if not (index / POINTER).is_file():  # not filled meanwhile by the run we waited for
+            if again or not (index / POINTER).is_file():  # not filled meanwhile by the run we waited for
                 build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings,
                                   progress=progress, precision=precision)
 
     if not (index / POINTER).is_file():
         fill()
+    elif built_by_other_code(index):
+        print(f"{index}: built by another version of the indexer; updating it (vectors are reused)", file=sys.stderr)
+        fill(again=True)
     try:
         searcher = open_searcher(index)
     except IndexFormatError as error:  # a damaged cache: it is ours to throw away and fill again

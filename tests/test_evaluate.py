@@ -246,3 +246,21 @@ def test_a_copy_of_the_relevant_text_counts_as_the_same_hit(tmp_path, embedder):
                                          "sources": [source]}]), encoding="utf-8")
         report = evaluate_gold(path, index=tmp_path / "index", mode="keyword").to_dict()
         assert report["hit@1"] == 1.0, (source, report)
+
+
+def test_a_beir_cache_built_by_other_indexer_code_is_updated(tmp_path, capsys):
+    from indexer.store import MANIFEST, live_generation
+
+    folder = write_beir(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")
+    index = next(path for path in (cache / "beir").iterdir() if path.is_dir())
+    old = live_generation(index)
+    manifest = json.loads((old / MANIFEST).read_text(encoding="utf-8"))
+    manifest["pipeline"] = "sha256:an-older-indexer"
+    (old / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")
+    assert live_generation(index) != old
+    assert "built by another version of the indexer" in capsys.readouterr().err
+    evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")  # now current: left alone
+    assert "built by another version" not in capsys.readouterr().err
