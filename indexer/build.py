@@ -536,7 +536,7 @@ def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIn
     return keep
 
 
-def _from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> Any:
+def from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> Any:
     """``read(manifest)`` of the live manifest as it is (not verified: a damaged generation
     still says what the index was), or None when there is none or it lacks what ``read`` needs."""
     try:
@@ -547,13 +547,13 @@ def _from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> A
 
 def live_precision(index: Path) -> str | None:
     """The embedding precision the live manifest records, or None when there is none."""
-    return _from_live_manifest(index, lambda manifest: str(manifest["model"].get("precision", "fp32")))
+    return from_live_manifest(index, lambda manifest: str(manifest["model"].get("precision", "fp32")))
 
 
 def live_chunking(index: Path) -> ChunkSettings | None:
     """The chunk settings the live manifest records, or None when there are none, so that a
     rebuild without ``--max-tokens`` keeps the passage size an index was built with."""
-    return _from_live_manifest(index, lambda manifest: ChunkSettings(
+    return from_live_manifest(index, lambda manifest: ChunkSettings(
         max_tokens=int(manifest["chunking"]["max_tokens"]), overlap=int(manifest["chunking"]["overlap"])))
 
 
@@ -561,7 +561,7 @@ def live_factory(index: Path) -> str | None:
     """The FAISS factory the live manifest records when it differs from what
     :func:`choose_factory` picks for its passage count (so it was asked for and a rebuild
     keeps it), else None (chosen by size, and chosen again as the index grows)."""
-    recorded = _from_live_manifest(index, lambda manifest: (str(manifest["faiss"]["factory"]),
+    recorded = from_live_manifest(index, lambda manifest: (str(manifest["faiss"]["factory"]),
                                                             int(manifest["counts"]["passages"])))
     return None if recorded is None or recorded[0] == choose_factory(recorded[1]) else recorded[0]
 

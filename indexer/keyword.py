@@ -126,9 +126,9 @@ class KeywordIndex:
             np.add.at(scores, indices[start:end], data[start:end])
         k = min(k, size)
         if k < size:  # equal scores rank by passage id, so a ranking never depends on k
-            kth = np.partition(-scores, k - 1)[k - 1]
-            above = np.flatnonzero(-scores < kth)
-            top = np.concatenate([above, np.flatnonzero(-scores == kth)[: k - len(above)]])
+            kth = np.partition(scores, size - k)[size - k]  # the k-th best score
+            above = np.flatnonzero(scores > kth)
+            top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
         else:
             top = np.arange(size)
         top = top[np.lexsort((top, -scores[top]))]

@@ -162,17 +162,13 @@ def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, p
 
 def built_by_other_code(index: Path) -> bool:
     """Was this cached index built by indexer code other than this (its manifest's pipeline
-    fingerprint differs)? A cache key names the corpus and settings, not the code."""
-    import json
-
+    fingerprint differs)? A cache key names the corpus and settings, not the code. An
+    unreadable manifest is left to opening the index, which says what is wrong."""
+    from indexer.build import from_live_manifest
     from indexer.incremental import pipeline_fingerprint
-    from indexer.store import MANIFEST, live_generation
 
-    try:
-        manifest = json.loads((live_generation(index) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError, SemindexError):
-        return False  # opening it says what is wrong
-    return not isinstance(manifest, dict) or manifest.get("pipeline") != pipeline_fingerprint()
+    recorded = from_live_manifest(index, lambda manifest: [manifest.get("pipeline")])
+    return recorded is not None and recorded[0] != pipeline_fingerprint()
 
 
 @contextmanager
