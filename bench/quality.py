@@ -1,7 +1,10 @@
 """Retrieval quality on SciFact (train split) and the gold questions: the three modes, then
 every fusion and rescoring option tried, one row each.
 
-    python bench/quality.py [--limit N] [--modes-only] [--mpnet FOLDER]
+    python bench/quality.py [--limit N] [--modes-only] [--mpnet FOLDER] [--beir FOLDER] [--split S]
+
+``--beir`` measures another copy of a BEIR benchmark in place of ``../shared/eval/scifact``
+(its ``test`` split where it has one, unless ``--split`` names another).
 
 The SciFact corpus is indexed once into the cache (~/.cache/semindex/beir) and reused; the
 gold questions run against the bundled index. Options are rankers built here from the
@@ -27,6 +30,7 @@ from indexer.chunking import ChunkSettings  # noqa: E402
 from indexer.incremental import BuildModel  # noqa: E402
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
 from indexer.onnx_export import cache_root  # noqa: E402
+from query.beir import BeirFormatError, choose_split  # noqa: E402
 from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, beir_index_path, evaluate_beir, evaluate_gold  # noqa: E402
 from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
@@ -160,14 +164,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N SciFact queries only")
     parser.add_argument("--modes-only", action="store_true", help="the three modes, no option rows")
     parser.add_argument("--mpnet", type=str, default=None, help="all-mpnet-base-v2 folder: add its rows")
+    parser.add_argument("--beir", type=Path, default=SHARED / "scifact", help="BEIR folder (default: the shared SciFact)")
+    parser.add_argument("--split", type=str, default=None, help="its qrels split (default: test if present, else its only one)")
     args = parser.parse_args()
-    scifact, index = SHARED / "scifact", ROOT / "index"
+    scifact, index = args.beir, ROOT / "index"
+    try:
+        split = args.split or choose_split(scifact)
+    except BeirFormatError as error:
+        sys.exit(f"error: {error}")
+    name = f"{'SciFact' if args.beir == SHARED / 'scifact' else scifact.name} {split}"
     question_sets = {"gold questions": SHARED / "questions.yaml", "paraphrases": ROOT / "bench" / "calibration_questions.yaml"}
-    beir = lambda label, ranker: [("SciFact train", evaluate_beir(scifact, ranker=ranker, label=label, limit=args.limit))]  # noqa: E731
+    beir = lambda label, ranker: [(name, evaluate_beir(scifact, split=split, ranker=ranker, label=label,  # noqa: E731
+                                                      limit=args.limit))]
     questions = lambda label, ranker: [(name, evaluate_gold(path, index=index, ranker=ranker, label=label))  # noqa: E731
                                        for name, path in question_sets.items()]
 
-    rows = [("SciFact train", evaluate_beir(scifact, mode=mode, limit=args.limit, progress=True)) for mode in MODES]
+    rows = [(name, evaluate_beir(scifact, split=split, mode=mode, limit=args.limit, progress=True)) for mode in MODES]
     rows += [(name, evaluate_gold(path, index=index, mode=mode)) for name, path in question_sets.items() for mode in MODES]
     print_table(rows)
     if args.modes_only:
@@ -198,8 +210,8 @@ def main() -> None:
         *questions("no rescoring + dense Rocchio PRF (top 3, beta 0.5)", rocchio(passage_runs, p)),
     ]
     if args.mpnet:
-        options.append(("SciFact train", evaluate_beir(scifact, mode="dense", model=args.mpnet, limit=args.limit,
-                                                       progress=True, label="dense, all-mpnet-base-v2 alone")))
+        options.append((name, evaluate_beir(scifact, split=split, mode="dense", model=args.mpnet, limit=args.limit,
+                                            progress=True, label="dense, all-mpnet-base-v2 alone")))
         mpnet = open_searcher(beir_index_path(scifact, cache=cache_root(), model=args.mpnet, settings=ChunkSettings(),
                                               precision=BuildModel(model=args.mpnet).settled_precision()))
         for weights in ((0.25, 0.25, 0.5), (0.2, 0.3, 0.5), (0.3, 0.2, 0.5), (0.0, 0.5, 0.5)):

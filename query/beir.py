@@ -21,7 +21,7 @@ from typing import Any
 
 from indexer.errors import unencodable
 
-__all__ = ["BeirDataset", "BeirFormatError", "Document", "corpus_hash", "load_beir"]
+__all__ = ["BeirDataset", "BeirFormatError", "Document", "choose_split", "corpus_hash", "load_beir"]
 
 _QRELS_HEADER = ("query-id", "corpus-id", "score")
 _HASH_CHUNK = 1 << 20
@@ -50,10 +50,27 @@ class BeirDataset:
     corpus: dict[str, Document]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    split: str = "train"
 
 
-def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
-    """Read a BEIR folder's corpus, queries and ``qrels/<split>.tsv`` into memory.
+def choose_split(folder: Path) -> str:
+    """The qrels split to evaluate when none is named: ``test`` where the folder has one
+    (BEIR's evaluation split), else its only split. Several splits and no ``test``, or
+    none at all, raise :class:`BeirFormatError` listing what there is."""
+    qrels_folder = Path(folder) / "qrels"
+    splits = sorted(path.stem for path in qrels_folder.glob("*.tsv") if path.is_file()) if qrels_folder.is_dir() else []
+    if "test" in splits:
+        return "test"
+    if len(splits) == 1:
+        return splits[0]
+    if not splits:
+        raise BeirFormatError(f"{qrels_folder}: no qrels files (<split>.tsv)")
+    raise BeirFormatError(f"{qrels_folder}: several splits ({', '.join(splits)}) and no test.tsv; name one with --split")
+
+
+def load_beir(folder: Path, *, split: str | None = None) -> BeirDataset:
+    """Read a BEIR folder's corpus, queries and ``qrels/<split>.tsv`` into memory
+    (``split`` None: :func:`choose_split`).
 
     Everything is loaded eagerly (a 5k-document corpus is a few MB; BEIR's largest
     would need a streaming reader instead). Queries keep qrels order. Raises
@@ -61,6 +78,8 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
     without text or qrels that judge no query.
     """
     folder = Path(folder)
+    if split is None:
+        split = choose_split(folder)
     corpus_path = folder / "corpus.jsonl"
     queries_path = folder / "queries.jsonl"
     qrels_path = folder / "qrels" / f"{split}.tsv"
@@ -106,7 +125,7 @@ def load_beir(folder: Path, *, split: str = "train") -> BeirDataset:
         if not all_queries[query_id].strip():
             raise BeirFormatError(f"{queries_path}:{query_lines[query_id]}: query {query_id!r} is judged but has no text")
     queries = {query_id: all_queries[query_id] for query_id in qrels}
-    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, split=split)
 
 
 def corpus_hash(folder: Path) -> str:

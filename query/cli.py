@@ -260,7 +260,7 @@ def evaluate(
     target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
-    split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: train).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: test where the folder has it, else its only split).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N queries.")] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
@@ -274,7 +274,7 @@ def evaluate(
     if target.is_dir():
         if index is not None:
             raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
-        reports = [evaluate_beir(target, split="train" if split is None else split, mode=m, limit=limit, progress=not as_json,
+        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json,
                                  model=model, precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
         beir_only = [flag for flag, value in (("--model", model), ("--split", split), ("--precision", precision))
@@ -291,7 +291,7 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{target}")
+    table = Table(title=f"{target}" + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
     columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
                "latency_mean_ms", "latency_p95_ms"]
     for column in columns:

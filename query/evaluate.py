@@ -38,10 +38,12 @@ class EvalReport:
     scores: dict[str, float | None]
     queries: int
     latencies_ms: list[float] = field(default_factory=list)
+    split: str | None = None  # the BEIR qrels split; None for gold questions
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "split": self.split,
             "mode": self.mode,
             **self.scores,
             "queries": self.queries,
@@ -209,13 +211,14 @@ def beir_documents(dataset) -> list:
 
 
 def evaluate_beir(
-    folder: Path, *, split: str = "train", mode: str = "hybrid", model: str | None = None,
+    folder: Path, *, split: str | None = None, mode: str = "hybrid", model: str | None = None,
     cache: Path | None = None, limit: int | None = None, progress: bool = False, precision: str | None = None,
     ranker: Ranker | None = None, label: str | None = None,
 ) -> EvalReport:
     """Index a BEIR corpus (once, cached) and rank its documents for each query with
     :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25), or
-    with ``ranker`` (returning article keys), named ``label`` in the report."""
+    with ``ranker`` (returning article keys), named ``label`` in the report. ``split``
+    None evaluates ``test`` where the folder has it, else its only split."""
     from indexer.build import build_from_parsed
     from indexer.chunking import ChunkSettings
     from indexer.onnx_export import cache_root
@@ -265,4 +268,5 @@ def evaluate_beir(
         qrels.append(dataset.qrels[query_id])
     scores: dict[str, float | None] = _score_rankings(rankings, qrels)
     scores["abstain"] = scores["answer"] = None
-    return EvalReport(target=str(folder), mode=label or mode, scores=scores, queries=len(query_ids), latencies_ms=latencies)
+    return EvalReport(target=str(folder), mode=label or mode, scores=scores, queries=len(query_ids), latencies_ms=latencies,
+                      split=dataset.split)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,24 @@ def test_eval_options_of_a_beir_folder_are_refused_for_gold_questions(option, va
     result = semindex("eval", str(gold), "--index", str(INDEX), option, value)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and f"{option} applies to a BEIR folder" in result.stderr
+
+
+def test_eval_of_a_beir_folder_names_the_split_it_chose(tmp_path):
+    from test_evaluate import write_beir
+
+    folder = write_beir(tmp_path / "tiny")
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tbees\t1\n", encoding="utf-8")
+    env = {**os.environ, "SEMINDEX_CACHE": str(tmp_path / "cache")}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "query.cli", "eval", str(folder), "--mode", "keyword",  # noqa: E731
+                                        "--precision", "fp32", *args], capture_output=True, text=True, timeout=300, env=env)
+    result = run()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "several splits (dev, train) and no test.tsv; name one with --split" in result.stderr
+    result = run("--split", "dev")
+    assert result.returncode == 0, result.stderr
+    assert "(dev split)" in result.stdout
+    result = run("--split", "dev", "--json")
+    assert json.loads(result.stdout)["split"] == "dev" and json.loads(result.stdout)["queries"] == 1
 
 
 def test_eval_index_option_is_refused_for_a_beir_folder(tmp_path):

@@ -60,6 +60,17 @@ def test_beir_folder_in_every_mode(tmp_path, mode):
     assert report["latency_mean_ms"] > 0 and report["latency_p95_ms"] > 0
 
 
+def test_beir_folder_is_evaluated_on_its_test_split_when_it_has_one(tmp_path):
+    folder = write_beir(tmp_path / "tiny")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq3\tchess\t1\nq4\tbread\t1\n",
+                                              encoding="utf-8")
+    cache = tmp_path / "cache"
+    tested = evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32").to_dict()
+    assert (tested["split"], tested["queries"], tested["hit@1"]) == ("test", 2, 0.5)  # q4's judged document is wrong
+    trained = evaluate_beir(folder, split="train", mode="keyword", cache=cache, precision="fp32").to_dict()
+    assert (trained["split"], trained["queries"], trained["hit@1"]) == ("train", 4, 1.0)
+
+
 def test_beir_index_is_cached_per_corpus_and_model(tmp_path):
     folder = write_beir(tmp_path / "tiny")
     cache = tmp_path / "cache"

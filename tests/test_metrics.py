@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from query.beir import BeirFormatError, Document, corpus_hash, load_beir
+from query.beir import BeirFormatError, Document, choose_split, corpus_hash, load_beir
 from query.metrics import (
     dedupe_ranking,
     has_relevant,
@@ -281,6 +281,23 @@ def test_load_beir_missing_qrels_file(tmp_path: Path) -> None:
     folder = _write_beir(tmp_path / "tiny")
     with pytest.raises(BeirFormatError, match=r"test\.tsv: file not found"):
         load_beir(folder, split="test")
+
+
+def test_split_defaults_to_test_then_to_the_only_one(tmp_path: Path) -> None:
+    folder = _write_beir(tmp_path / "tiny")
+    assert choose_split(folder) == "train"
+    assert load_beir(folder).split == "train"
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n", encoding="utf-8")
+    with pytest.raises(BeirFormatError, match=r"several splits \(dev, train\) and no test\.tsv; name one with --split"):
+        load_beir(folder)
+    assert load_beir(folder, split="dev").qrels == {"q1": {"d2": 1}}
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq2\t3\t1\n", encoding="utf-8")
+    dataset = load_beir(folder)
+    assert (dataset.split, dataset.qrels) == ("test", {"q2": {"3": 1}})
+    for path in (folder / "qrels").iterdir():
+        path.unlink()
+    with pytest.raises(BeirFormatError, match=r"qrels: no qrels files"):
+        load_beir(folder)
 
 
 def test_load_beir_bad_json_line_names_file_and_line(tmp_path: Path) -> None:
