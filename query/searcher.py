@@ -392,8 +392,13 @@ class Searcher:
         check_query(question, k=k, mode=mode)
         pool, read = max(k, CANDIDATES), 2 * k  # the fused pool of rank(k), read 2k deep for copies
         while True:
-            ranked = self.rank(question, k=read, mode=mode, depth=max(pool, (read + 1) // 2))
+            depth = max(pool, (read + 1) // 2)
+            ranked = self.rank(question, k=read, mode=mode, depth=depth)
             hits = self.hits(ranked, k=k)
-            if len(hits) == k or len(ranked) < read:
+            # A short dense or keyword ranking holds all there is; a short fused one may only
+            # mean that both runs found the same passages (copies of one text), until the
+            # runs are as deep as the index.
+            exhausted = len(ranked) < read and (mode != "hybrid" or depth >= self.stored.count)
+            if len(hits) == k or exhausted:
                 return hits
             read *= 2

@@ -101,6 +101,20 @@ def test_copies_of_a_text_are_one_hit_citing_all_of_them(write_corpus, tmp_path,
         assert len({h.text for h in hits}) == len(hits)
 
 
+def test_hybrid_reads_past_copies_that_fill_both_runs(write_corpus, tmp_path, embedder):
+    """300 copies of one text fill the dense and the keyword run at every depth below the
+    index's size, so the fused ranking is shorter than asked while more is left."""
+    from indexer.build import build_index
+
+    story = "Kites fly over the beach in Brighton every summer, and the council counts them.\n"
+    others = {f"other{n}.txt": f"Parrot number {n} lives in the Amazon rainforest.\n" for n in range(5)}
+    corpus = write_corpus({**{f"copy{n:03d}/story.txt": story for n in range(300)}, **others})
+    build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
+    hits = search("How many kites fly over Brighton beach?", k=3, index=tmp_path / "index")
+    assert len(hits) == 3 and hits[0].text == story.strip() and len(hits[0].also_in) == 299
+    assert all("Parrot" in hit.text for hit in hits[1:])
+
+
 def test_a_relative_index_path_stays_that_index_after_a_change_of_directory(tmp_path, monkeypatch):
     import shutil
 
