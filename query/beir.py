@@ -51,6 +51,9 @@ class BeirDataset:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     split: str = "train"
+    missing_documents: tuple[str, ...] = ()
+    """Documents the qrels judge relevant that the corpus lacks: they count as relevant
+    documents that were not found, as in BEIR, so they cap recall."""
 
 
 def choose_split(folder: Path) -> str:
@@ -78,14 +81,15 @@ def load_beir(folder: Path, *, split: str | None = None) -> BeirDataset:
     without text or qrels that judge no query.
     """
     folder = Path(folder)
-    if split is None:
-        split = choose_split(folder)
     corpus_path = folder / "corpus.jsonl"
     queries_path = folder / "queries.jsonl"
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    for path in (corpus_path, queries_path, qrels_path):
+    for path in (corpus_path, queries_path):
         if not path.is_file():
             raise BeirFormatError(f"{path}: file not found")
+    split = choose_split(folder) if split is None else split
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        raise BeirFormatError(f"{qrels_path}: file not found")
 
     corpus: dict[str, Document] = {}
     for lineno, record in _read_jsonl(corpus_path):
@@ -125,7 +129,8 @@ def load_beir(folder: Path, *, split: str | None = None) -> BeirDataset:
         if not all_queries[query_id].strip():
             raise BeirFormatError(f"{queries_path}:{query_lines[query_id]}: query {query_id!r} is judged but has no text")
     queries = {query_id: all_queries[query_id] for query_id in qrels}
-    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, split=split)
+    missing = sorted({doc for judged in qrels.values() for doc, grade in judged.items() if grade > 0 and doc not in corpus})
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, split=split, missing_documents=tuple(missing))
 
 
 def corpus_hash(folder: Path) -> str:

@@ -123,8 +123,9 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     ranked_for(searcher, "warm-up")
     passages = searcher.stored.passages()
     by_id = {str(p["id"]): p for p in passages}
+    indexed_files = {source["file"] for p in passages for source in p["sources"]}
     rankings, qrels, latencies, abstained, unanswerable, answered_right = [], [], [], 0, 0, 0
-    for question in questions:
+    for number, question in enumerate(questions, start=1):
         answers = [a.lower() for a in question.get("answers") or []]
         began = time.perf_counter()
         ranked = ranked_for(searcher, question["question"])[:100]
@@ -143,6 +144,11 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         }
         for pid in list(relevant):  # a copy of a relevant text is shown as the same hit (also_in)
             relevant.update((str(copy), 1) for copy in by_id[pid].get("copies", []))
+        if not relevant:
+            unknown = sorted(sources - indexed_files)
+            why = (f"source(s) {', '.join(map(repr, unknown))} not in the index" if unknown
+                   else "no passage of its sources contains one of its answers")
+            print(f"warning: {path}: entry {number}: {why}; it scores 0", file=sys.stderr)
         rankings.append([str(pid) for pid, _ in ranked])
         qrels.append(relevant)
     scores: dict[str, float | None] = _score_rankings(rankings, qrels) if rankings else dict.fromkeys(METRIC_KEYS)
@@ -230,6 +236,9 @@ def evaluate_beir(
         dataset = load_beir(folder, split=split)
     except BeirFormatError as exc:
         raise SemindexError(str(exc)) from None
+    if missing := dataset.missing_documents:
+        print(f"warning: {Path(folder) / 'qrels' / f'{dataset.split}.tsv'}: {len(missing)} relevant document(s) not in "
+              f"corpus.jsonl (first: {missing[0]!r}); they count as relevant and cannot be found", file=sys.stderr)
     settings = ChunkSettings()
     if precision is None:
         from indexer.incremental import BuildModel
