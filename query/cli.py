@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +24,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+CHECK_SCRATCH = re.compile(r"semindex-check-(?:(?P<pid>[0-9]+)-)?\w+")
+"""``semindex build --check``'s temporary folders: ``semindex-check-<pid>-<random>`` (a killed
+check's is removed by the next check), or ``semindex-check-<random>`` as made before the pid."""
 
 
 class Precision(str, enum.Enum):
@@ -85,8 +90,10 @@ def build(
         import tempfile
 
         from indexer.compare import compare_indexes
+        from indexer.onnx_export import remove_leftovers
 
-        with tempfile.TemporaryDirectory(prefix="semindex-check-") as scratch:
+        remove_leftovers(Path(tempfile.gettempdir()), pattern=CHECK_SCRATCH)
+        with tempfile.TemporaryDirectory(prefix=f"semindex-check-{os.getpid()}-") as scratch:
             fresh = Path(scratch) / "index"
             build_index(corpus=corpus, index=fresh, model=model, settings=settings or live_chunking(index),
                         factory=faiss_factory or live_factory(index), warn=_warn, precision=chosen or live_precision(index))
@@ -301,12 +308,34 @@ def evaluate(
     _console().print(table)
 
 
+def _usage_error_line(error: Exception) -> str:
+    """``error: COMMAND: MESSAGE`` for a click usage error, on one line. COMMAND is ``semindex``
+    where click names no command: an unknown command or option, an option missing its value."""
+    ctx = getattr(error, "ctx", None)
+    command = ctx.info_name if ctx is not None and ctx.parent is not None else "semindex"
+    return f"error: {command}: {' '.join(error.format_message().split())}"
+
+
 def main() -> None:
-    """Entry point: run the app, turning known errors into one line and exit code 2."""
+    """Entry point: run the app, turning known errors and usage errors into one line and exit code 2."""
     from indexer.errors import SemindexError
 
+    # recent typer raises the errors of its own copy of click (typer._click), older typer those
+    # of click: either way, a base of typer.BadParameter
+    usage_error = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "UsageError")
     try:
-        app()
+        # not standalone: click returns exit codes (--help, typer.Exit, 130 for Ctrl-C) and raises
+        # usage errors instead of printing them as a usage box
+        sys.exit(app(standalone_mode=False))
+    except usage_error as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `semindex`: the help, as click shows it
+            error.show()
+        else:
+            print(_usage_error_line(error), file=sys.stderr)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
     except SemindexError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)

@@ -179,3 +179,26 @@ def test_a_question_of_invalid_bytes_is_one_line_error(command):
                             capture_output=True, timeout=300)
     assert result.returncode == 2 and result.stdout == b""
     assert result.stderr.decode() == "error: the question is not valid Unicode: unpaired surrogate '\\udcff' at character 11\n"
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_check_removes_the_temporary_folders_of_killed_checks_only(tmp_path):
+    scratch = tmp_path / "tmp"
+    killed = scratch / f"semindex-check-{dead_pid()}-abcd_123"
+    running = scratch / f"semindex-check-{os.getpid()}-efgh_456"
+    old_unnamed, new_unnamed, other = scratch / "semindex-check-k3j_x9a2", scratch / "semindex-check-q0w_e1r2", scratch / "other"
+    for folder in (killed, running, old_unnamed, new_unnamed, other):
+        (folder / "index").mkdir(parents=True)
+    os.utime(old_unnamed, (0, 0))  # made long ago, by a version that put no pid in the name
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    result = subprocess.run([sys.executable, "-m", "query.cli", "build", str(INDEX.parent / "corpus"), "--index", str(INDEX),
+                             "--check"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in scratch.glob("semindex-check-*")} == {running.name, new_unnamed.name}  # its own is gone too
+    assert other.is_dir()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from synthetic import brief_corpus, search_snapshot, sentence, write_corpus
 
-from indexer import store
+from indexer import onnx_export, store
 from indexer.build import build_index
 from indexer.compare import compare_indexes
 from indexer.onnx_export import ensure_export
@@ -168,3 +168,25 @@ def test_sigkill_at_random_moments_never_damages_the_index(embedder, tmp_path: P
     ).max()
     assert difference <= 1e-5
     print(f"\nkills: {outcomes}; builder runs: " + ", ".join(f"{k} {v:.1f}s" for k, v in durations.items()))
+
+
+def test_an_export_removes_the_scratch_folders_of_killed_exports_only(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SEMINDEX_CACHE", str(tmp_path))
+    folder = onnx_export.export_folder("model", "weights")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    killed = folder.with_name(f".{folder.name}-int8-r{onnx_export.INT8_RECIPE}.{ended.pid}")
+    running = folder.with_name(f".{'0' * 32}.{os.getpid()}")
+    other = folder.with_name(f".{folder.name}.notes")
+    for scratch in (killed, running, other):
+        scratch.mkdir(parents=True)
+        (scratch / onnx_export.ONNX_FILE).write_bytes(b"half written")
+
+    def export(*, model_path: Path, out_dir: Path, max_seq_length: int) -> dict:
+        out_dir.mkdir(parents=True)
+        (out_dir / onnx_export.CONFIG_FILE).write_text("{}", encoding="utf-8")
+        return {"fingerprint": "weights"}
+
+    monkeypatch.setattr(onnx_export, "export_onnx", export)
+    assert ensure_export(model_id="model", model_path=tmp_path, fingerprint="weights", max_seq_length=8) == folder
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted(p.name for p in (folder, running, other))
