@@ -26,12 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.chunking import ChunkSettings  # noqa: E402
-from indexer.incremental import BuildModel  # noqa: E402
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
-from indexer.onnx_export import cache_root  # noqa: E402
-from query.beir import BeirFormatError, choose_split  # noqa: E402
-from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, beir_index_path, evaluate_beir, evaluate_gold  # noqa: E402
+from query.beir import BeirFormatError, choose_split, load_beir  # noqa: E402
+from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, cached_beir_index, evaluate_beir, evaluate_gold  # noqa: E402
 from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
 from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Runs, Searcher, open_searcher  # noqa: E402
@@ -212,8 +209,7 @@ def main() -> None:
     if args.mpnet:
         options.append((name, evaluate_beir(scifact, split=split, mode="dense", model=args.mpnet, limit=args.limit,
                                             progress=True, label="dense, all-mpnet-base-v2 alone")))
-        mpnet = open_searcher(beir_index_path(scifact, cache=cache_root(), model=args.mpnet, settings=ChunkSettings(),
-                                              precision=BuildModel(model=args.mpnet).settled_precision()))
+        mpnet = open_searcher(cached_beir_index(scifact, load_beir(scifact, split=split), model=args.mpnet))
         for weights in ((0.25, 0.25, 0.5), (0.2, 0.3, 0.5), (0.3, 0.2, 0.5), (0.0, 0.5, 0.5)):
             options += beir("no rescoring + mpnet run (MiniLM/mpnet/BM25 {}/{}/{})".format(*weights),
                             with_mpnet_articles(mpnet, weights))

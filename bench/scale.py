@@ -198,21 +198,11 @@ CONFIGS = [
 
 def scifact_index() -> Path:
     """The SciFact index `semindex eval ../shared/eval/scifact` caches, built here if missing."""
-    from indexer.build import build_from_parsed
-    from indexer.chunking import ChunkSettings
-    from indexer.incremental import BuildModel
-    from indexer.onnx_export import cache_root
-    from indexer.store import POINTER
     from query.beir import load_beir
-    from query.evaluate import beir_documents, beir_index_path
+    from query.evaluate import cached_beir_index
 
     folder = ROOT.parent / "shared" / "eval" / "scifact"
-    precision = BuildModel().settled_precision()
-    index = beir_index_path(folder, cache=cache_root(), model=None, settings=ChunkSettings(), precision=precision)
-    if not (index / POINTER).is_file():
-        print(f"indexing SciFact into {index} (once)", file=sys.stderr)
-        build_from_parsed(beir_documents(load_beir(folder)), index=index, settings=ChunkSettings(), precision=precision)
-    return index
+    return cached_beir_index(folder, load_beir(folder), progress=True)
 
 
 def source_vectors(index: Path):

@@ -157,6 +157,45 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     return EvalReport(target=str(path), mode=label or mode, scores=scores, queries=len(questions), latencies_ms=latencies)
 
 
+def cached_beir_index(folder: Path, dataset, *, model: str | None = None, precision: str | None = None,
+                      cache: Path | None = None, progress: bool = False) -> Path:
+    """The cached index of a loaded BEIR ``dataset`` from ``folder``, ready to open: built on
+    first use, updated (vectors reused) when other indexer code built it, built again when it
+    is damaged. ``precision`` None: what ``semindex build`` would use for ``model``."""
+    from indexer.build import build_from_parsed
+    from indexer.chunking import ChunkSettings
+    from indexer.onnx_export import cache_root
+    from indexer.store import POINTER
+    from query.searcher import open_searcher
+
+    settings = ChunkSettings()
+    if precision is None:
+        from indexer.incremental import BuildModel
+
+        precision = BuildModel(model=model).settled_precision()  # int8, or fp32 where no faithful int8 export exists
+    index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
+
+    def fill(*, again: bool = False) -> None:
+        with cache_fill_lock(index):
+            if again or not (index / POINTER).is_file():  # not filled meanwhile by the run we waited for
+                build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings,
+                                  progress=progress, precision=precision)
+
+    if not (index / POINTER).is_file():
+        fill()
+    elif built_by_other_code(index):
+        print(f"{index}: built by another version of the indexer; updating it (vectors are reused)", file=sys.stderr)
+        fill(again=True)
+    try:
+        open_searcher(index)
+    except IndexFormatError as error:  # a damaged cache: it is ours to throw away and fill again
+        print(f"{error}; indexing {folder} into the cache again", file=sys.stderr)
+        with cache_fill_lock(index):
+            shutil.rmtree(index, ignore_errors=True)
+        fill()
+    return index
+
+
 def beir_index_path(folder: Path, *, cache: Path, model: str | None, settings, precision: str = "fp32") -> Path:
     """Cache folder of a BEIR corpus's index, keyed by corpus hash, model, chunking and
     embedding precision with its recipe (fp32 keys are those from before precision existed)."""
@@ -225,10 +264,6 @@ def evaluate_beir(
     :meth:`Searcher.rank_articles` (best passage cosine fused with whole-document BM25), or
     with ``ranker`` (returning article keys), named ``label`` in the report. ``split``
     None evaluates ``test`` where the folder has it, else its only split."""
-    from indexer.build import build_from_parsed
-    from indexer.chunking import ChunkSettings
-    from indexer.onnx_export import cache_root
-    from indexer.store import POINTER
     from query.beir import BeirFormatError, load_beir
     from query.searcher import open_searcher
 
@@ -239,32 +274,8 @@ def evaluate_beir(
     if missing := dataset.missing_documents:
         print(f"warning: {Path(folder) / 'qrels' / f'{dataset.split}.tsv'}: {len(missing)} relevant document(s) not in "
               f"corpus.jsonl (first: {missing[0]!r}); they count as relevant and cannot be found", file=sys.stderr)
-    settings = ChunkSettings()
-    if precision is None:
-        from indexer.incremental import BuildModel
-
-        precision = BuildModel(model=model).settled_precision()  # int8, or fp32 where no faithful int8 export exists
-    index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
-
-    def fill(*, again: bool = False) -> None:
-        with cache_fill_lock(index):
-            if again or not (index / POINTER).is_file():  # not filled meanwhile by the run we waited for
-                build_from_parsed(beir_documents(dataset), index=index, model=model, settings=settings,
-                                  progress=progress, precision=precision)
-
-    if not (index / POINTER).is_file():
-        fill()
-    elif built_by_other_code(index):
-        print(f"{index}: built by another version of the indexer; updating it (vectors are reused)", file=sys.stderr)
-        fill(again=True)
-    try:
-        searcher = open_searcher(index)
-    except IndexFormatError as error:  # a damaged cache: it is ours to throw away and fill again
-        print(f"{error}; indexing {folder} into the cache again", file=sys.stderr)
-        with cache_fill_lock(index):
-            shutil.rmtree(index, ignore_errors=True)
-        fill()
-        searcher = open_searcher(index)
+    searcher = open_searcher(cached_beir_index(folder, dataset, model=model, precision=precision, cache=cache,
+                                               progress=progress))
     ranked_for = ranker or (lambda searcher, query: searcher.rank_articles(query, k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH))
     ranked_for(searcher, "warm-up")
     query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)
