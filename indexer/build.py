@@ -483,7 +483,7 @@ def _reusable_vectors(
             f"{index}: built with model {recorded.get('id')!r}, not {model_view.ref.id!r}; pass --model "
             f"{recorded.get('id')} to update it, or to re-embed everything {store.rebuild_hint(index)}{extra}"
         )
-    if (recorded_precision := model_view.recorded_precision()) != model_view.precision:
+    if (recorded_precision := model_view.recorded_precision()) != model_view.settled_precision():
         warn(f"{previous.generation.name} was embedded at {recorded_precision}, this build asks for "
              f"{model_view.precision}; every passage is embedded again")
         return None
@@ -546,8 +546,12 @@ def from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> An
 
 
 def live_precision(index: Path) -> str | None:
-    """The embedding precision the live manifest records, or None when there is none."""
-    return from_live_manifest(index, lambda manifest: str(manifest["model"].get("precision", "fp32")))
+    """The embedding precision the live manifest records, or None when there is none
+    (IndexFormatError when it records one semindex has not: there is no keeping it)."""
+    model = from_live_manifest(index, lambda manifest: dict(manifest["model"]))
+    if model is None:
+        return None
+    return store.recorded_precision(model, manifest=store.live_generation(index) / store.MANIFEST, index=index)
 
 
 def live_chunking(index: Path) -> ChunkSettings | None:

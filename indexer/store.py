@@ -119,6 +119,20 @@ def rebuild_hint(index: Path) -> str:
     return f"rebuild it with: semindex build CORPUS --index {index} --full"
 
 
+def recorded_precision(model: dict[str, Any], *, manifest: Path, index: Path) -> str:
+    """The precision a manifest's ``model`` entry records passages were embedded at (fp32 when
+    it names none), or IndexFormatError naming ``manifest`` when semindex has no such precision."""
+    from indexer.onnx_export import PRECISIONS
+
+    precision = model.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise IndexFormatError(
+            f"{manifest}: field 'model.precision' is {precision!r}, not one of {', '.join(PRECISIONS)}; "
+            f"{rebuild_hint(index)} --precision int8"
+        )
+    return str(precision)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -273,6 +287,7 @@ class StoredIndex:
             )
         if problem := manifest_problem(manifest):
             raise IndexFormatError(f"{path}: {problem}; {rebuild_hint(index)}")
+        recorded_precision(manifest["model"], manifest=path, index=index)
         stored = cls(index=index, generation=generation, manifest=manifest)
         stored.check_files(verify=verify)
         return stored

@@ -89,7 +89,7 @@ def build(
     if check:
         import tempfile
 
-        from indexer.compare import compare_indexes
+        from indexer.compare import build_command, compare_indexes
         from indexer.onnx_export import remove_leftovers
 
         remove_leftovers(Path(tempfile.gettempdir()), pattern=CHECK_SCRATCH)
@@ -101,7 +101,9 @@ def build(
         if problems:
             for problem in problems:
                 print(f"{index}: stale: {problem}", file=sys.stderr)
-            print(f"rebuild it with: semindex build {corpus} --index {index}", file=sys.stderr)
+            rebuild = build_command(corpus=corpus, index=index, model=model, max_tokens=max_tokens, factory=faiss_factory,
+                                    precision=chosen)
+            print(f"rebuild it with: {rebuild}", file=sys.stderr)
             raise typer.Exit(1)
         print(f"{index}: up to date with {corpus}")
         return

@@ -188,6 +188,14 @@ def dead_pid() -> int:
     return process.pid
 
 
+def test_check_at_another_precision_hints_the_build_that_brings_the_index_to_it(bundled_index: Path):
+    corpus = INDEX.parent / "corpus"
+    result = semindex("build", str(corpus), "--index", str(bundled_index), "--check", "--precision", "fp32")
+    assert result.returncode == 1
+    assert f"{bundled_index}: stale: passages embedded at int8, not fp32" in result.stderr.splitlines()
+    assert result.stderr.splitlines()[-1] == f"rebuild it with: semindex build {corpus} --index {bundled_index} --precision fp32"
+
+
 def test_check_removes_the_temporary_folders_of_killed_checks_only(tmp_path):
     scratch = tmp_path / "tmp"
     killed = scratch / f"semindex-check-{dead_pid()}-abcd_123"

@@ -422,3 +422,28 @@ def test_first_build_keeps_a_generation_found_without_its_pointer(embedder, smal
     report = build_index(corpus=corpus, index=index, embedder=embedder)
     assert StoredIndex.open(index).generation.name == report.generation
     assert (index / found[-1]).is_dir()
+
+
+def test_the_default_model_named_by_its_folder_is_the_default_model(embedder, small, tmp_path: Path) -> None:
+    """``--model`` given the folder of the bundled default (or a link to it) names the model an
+    index of the default records by its hub id; any other folder is still another model."""
+    from indexer.embedder import DEFAULT_MODEL, default_model_folder, resolve_model
+    from query.searcher import Searcher
+
+    files, corpus, index = small
+    folder = default_model_folder()
+    (tmp_path / "link").symlink_to(folder)
+    for name in (str(folder), str(tmp_path / "link")):
+        assert resolve_model(name) == resolve_model(None) == embedder.ref
+        assert build_index(corpus=corpus, index=index, model=name).unchanged
+        Searcher(StoredIndex.open(index), model=name)
+    other = tmp_path / "other"  # the same files in another folder: not the default by path
+    other.mkdir()
+    for path in folder.iterdir():
+        (other / path.name).symlink_to(path)
+    assert resolve_model(str(other)).id == str(other.resolve()) != DEFAULT_MODEL
+    (corpus / "new.md").write_text(record(random.Random(3), 999), encoding="utf-8")
+    for refused in (lambda: build_index(corpus=corpus, index=index, model=str(other)),
+                    lambda: Searcher(StoredIndex.open(index), model=str(other))):
+        with pytest.raises(IndexFormatError, match=f"built with model '{DEFAULT_MODEL}', not '{other.resolve()}'"):
+            refused()

@@ -266,3 +266,49 @@ def test_quantizing_writes_only_into_its_own_folder(fp32_export: Path, tmp_path:
     quantize_export(fp32_export, tmp_path / "int8")
     assert written and not [path for path in written if path.parent == fp32_export], written
     assert sorted(path.name for path in (tmp_path / "int8").iterdir()) == ["model.onnx", "onnx_config.json", "tokenizer.json"]
+
+
+def test_check_at_another_precision_names_the_build_that_brings_the_index_to_it(bundled_index: Path, fp32_index: Path) -> None:
+    """``build --check --precision fp32`` of an int8 index: stale, and the command it suggests
+    embeds at fp32 (a plain build would keep int8)."""
+    from indexer.compare import build_command, compare_indexes
+
+    assert "passages embedded at int8, not fp32" in compare_indexes(expected=fp32_index, actual=bundled_index)
+    assert build_command(corpus=Path("corpus"), index=Path("index"), precision="fp32") == \
+        "semindex build corpus --index index --precision fp32"
+    assert build_command(corpus=Path("my corpus"), index=Path("index"), model="m", max_tokens=96, factory="HNSW32") == \
+        "semindex build 'my corpus' --index index --model m --max-tokens 96 --faiss HNSW32"
+    assert build_command(corpus=Path("corpus"), index=Path("index")) == "semindex build corpus --index index"
+
+
+def test_int8_asked_for_without_onnx_is_refused_in_one_line(embedder, tmp_path: Path, monkeypatch) -> None:
+    from indexer.embedder import ModelError
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The harbour ferry resumed service on Monday after the storm.\n", encoding="utf-8")
+    monkeypatch.setenv("SEMINDEX_NO_ONNX", "1")
+    with pytest.raises(ModelError) as error:
+        build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder, precision="int8")
+    assert str(error.value) == ("int8 embedding needs the model's ONNX export, which SEMINDEX_NO_ONNX turns off; "
+                                "unset it, or pass --precision fp32")
+    assert not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_an_int8_index_is_embedded_again_at_fp32_without_onnx(embedder, tmp_path: Path, monkeypatch) -> None:
+    """SEMINDEX_NO_ONNX keeps onnxruntime out of embedding: an int8 index stays up to date while
+    nothing changed, and is embedded again at fp32 once a text must be embedded."""
+    corpus, _ = build_a_default_index(tmp_path, embedder)
+    index = tmp_path / "index"
+    assert StoredIndex.open(index).manifest["model"]["precision"] == "int8"
+    monkeypatch.setenv("SEMINDEX_NO_ONNX", "1")
+    monkeypatch.setattr(OnnxEmbedder, "encode", lambda self, texts: pytest.fail("onnxruntime embedded passages"))
+    assert build_index(corpus=corpus, index=index, embedder=embedder).unchanged
+    (corpus / "b.txt").write_text("Kites fly over the beach in Brighton every summer.\n", encoding="utf-8")
+    warnings: list[str] = []
+    report = build_index(corpus=corpus, index=index, embedder=embedder, warn=warnings.append)
+    assert report.reused == 0 and report.embedded == 2
+    assert "precision" not in StoredIndex.open(index).manifest["model"]
+    assert "int8 embedding needs the model's ONNX export, which SEMINDEX_NO_ONNX turns off; embedding at fp32" \
+        in warnings, warnings
+    assert any("embedded at int8, this build asks for fp32" in warning for warning in warnings), warnings
