@@ -112,7 +112,7 @@ for question in questions:
     searcher.rank(question, k=10)
     hybrid.append((time.perf_counter() - t) * 1000)
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-vectors = searcher.embed(questions)
+vectors = [searcher.embed_question(question) for question in questions]
 found = []
 for vector in vectors:
     t = time.perf_counter()
@@ -223,7 +223,10 @@ def claim_vectors(index: Path, count: int):
     path = ROOT.parent / "shared" / "eval" / "scifact" / "queries.jsonl"
     with path.open(encoding="utf-8") as handle:
         texts = [json_module.loads(line)["text"] for _, line in zip(range(count), handle)]
-    return open_searcher(index).embed(texts)
+    import numpy as np
+
+    searcher = open_searcher(index)
+    return np.stack([searcher.embed_question(text) for text in texts])
 
 
 def perturbed(base, size: int, *, seed: int):

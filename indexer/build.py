@@ -733,7 +733,7 @@ def make_passages(
     """
     tokens = embedder.tokens if isinstance(embedder, BuildModel) else HFTokens(embedder.tokenizer)
     count_tokens, token_offsets = tokens.count, tokens.offsets
-    limit = embedder.max_seq_length - 2
+    limit = embedder.max_seq_length - 2 - count_tokens(embedder.prompts.document)  # [CLS], [SEP] and the prompt
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     ordered: list[dict[str, Any]] = []
     for file in parsed:

@@ -42,6 +42,55 @@ class ModelRef:
         return path if path.is_dir() else None
 
 
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+"""Names sentence-transformers' ``encode_document`` looks up, in its order."""
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """What a model wants written before a question and before a passage: the ``prompts`` of
+    its ``config_sentence_transformers.json`` (e5's "query: " / "passage: ", nomic-embed's
+    "search_query: " / "search_document: "), as sentence-transformers' ``encode_query`` and
+    ``encode_document`` use them. Empty for models trained without (all-MiniLM-L6-v2)."""
+
+    query: str = ""
+    document: str = ""
+
+    @classmethod
+    def from_config(cls, prompts: object) -> Prompts:
+        """From a ``prompts`` mapping (missing or not a mapping: none)."""
+        if not isinstance(prompts, dict):
+            return cls()
+        named = {name: text for name, text in prompts.items() if isinstance(text, str)}
+        return cls(query=named.get("query", ""),
+                   document=next((named[name] for name in DOCUMENT_PROMPT_NAMES if named.get(name)), ""))
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Prompts:
+        """A model folder's prompts; a missing or unreadable config means none, as for
+        sentence-transformers."""
+        import json
+
+        try:
+            config = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        return cls.from_config(config.get("prompts") if isinstance(config, dict) else None)
+
+    def manifest_entry(self) -> dict[str, dict[str, str]]:
+        """``{"prompts": {...}}`` for a manifest's model entry, or nothing when there are none."""
+        given = {name: text for name, text in (("query", self.query), ("document", self.document)) if text}
+        return {"prompts": given} if given else {}
+
+    def documents(self, texts: list[str]) -> list[str]:
+        """``texts`` as passages are embedded: after the document prompt."""
+        return [self.document + text for text in texts] if self.document else texts
+
+    def question(self, text: str) -> str:
+        """A question as it is embedded: after the query prompt."""
+        return self.query + text
+
+
 def resolve_model(name_or_path: str | None = None) -> ModelRef:
     """Map a model name or path to where it loads from, preferring weights on disk.
 
@@ -126,6 +175,13 @@ class Embedder:
         return self.model.tokenizer
 
     @cached_property
+    def prompts(self) -> Prompts:
+        """The model's question and passage prompts (read from its folder without loading it)."""
+        if self.ref.local_path:
+            return Prompts.from_folder(self.ref.local_path)
+        return Prompts.from_config(getattr(self.model, "prompts", None))
+
+    @cached_property
     def fingerprint(self) -> str:
         """A hash of the weights when the model is a local folder, else its resolved id."""
         if self.ref.local_path:
@@ -139,6 +195,7 @@ class Embedder:
             "fingerprint": self.fingerprint,
             "dimension": self.dimension,
             "max_seq_length": self.max_seq_length,
+            **self.prompts.manifest_entry(),
         }
 
     def encode(

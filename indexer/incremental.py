@@ -65,7 +65,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from indexer.embedder import Embedder, ModelError
+from indexer.embedder import Embedder, ModelError, Prompts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -365,7 +365,12 @@ class BuildModel:
         fp32_matmuls = self.quantization()[1]
         kept = {"int8_fp32_matmuls": fp32_matmuls} if self.precision != "fp32" else {}
         return {"id": self.ref.id, "fingerprint": self.fingerprint, "dimension": self.dimension,
-                "max_seq_length": self.max_seq_length, **self.precision_entry(), **kept}
+                "max_seq_length": self.max_seq_length, **self.prompts.manifest_entry(), **self.precision_entry(), **kept}
+
+    @property
+    def prompts(self) -> Prompts:
+        """The model's question and passage prompts: passages embed after the latter."""
+        return self.embedder.prompts
 
     def quantization(self) -> tuple[int, int]:
         """(int8 recipe, MatMuls kept at fp32) of the export passages are embedded with; (1, 0)
@@ -433,6 +438,8 @@ class BuildModel:
         return embedder
 
     def encode(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        """Passage vectors of ``texts`` (after the model's passage prompt)."""
+        texts = self.prompts.documents(texts)
         export = self.export  # first: a default int8 may fall back to fp32 here
         if self.precision != "fp32":
             return export.encode(texts)

@@ -38,7 +38,8 @@ def ask(
     from query.searcher import open_searcher
 
     searcher = open_searcher(index, faiss_params=faiss_params)
-    answer = answer_from_hits(question, searcher.search(question, k=k, mode=mode), searcher.embed)
+    answer = answer_from_hits(question, searcher.search(question, k=k, mode=mode), embed=searcher.embed,
+                              embed_question=searcher.embed_question)
     if warning := searcher.stale_warning():
         answer.warnings.append(warning)
     return answer

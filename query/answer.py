@@ -51,9 +51,10 @@ def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:
     return (sentence_cosine + keyword_coverage) / 2
 
 
-def best_sentence(question: str, hits: list[Hit], embed) -> tuple[Hit, int, int, float] | None:
+def best_sentence(question: str, hits: list[Hit], *, embed, embed_question) -> tuple[Hit, int, int, float] | None:
     """(hit, start, end, cosine) of the sentence of the top hits that best answers
-    ``question`` by meaning and wording; ``start``/``end`` index into the hit's text."""
+    ``question`` by meaning and wording; ``start``/``end`` index into the hit's text.
+    ``embed`` maps passage-like texts and ``embed_question`` the question to unit vectors."""
     candidates = []
     for hit in hits[:ANSWER_PASSAGES]:
         if hit.citation.kind in METADATA_KINDS:
@@ -63,8 +64,7 @@ def best_sentence(question: str, hits: list[Hit], embed) -> tuple[Hit, int, int,
             candidates.extend((hit, start, end, hit.text[start:end]) for start, end in spans)
     if not candidates:
         return None
-    vectors = embed([question] + [evidence for *_, evidence in candidates])
-    cosines = vectors[1:] @ vectors[0]
+    cosines = embed([evidence for *_, evidence in candidates]) @ embed_question(question)
     scored = [
         (
             confidence_score(float(cosine), coverage(question, evidence)) - RANK_PENALTY * (hit.rank - 1),
@@ -76,9 +76,9 @@ def best_sentence(question: str, hits: list[Hit], embed) -> tuple[Hit, int, int,
     return hit, start, end, cosine
 
 
-def answer_from_hits(question: str, hits: list[Hit], embed) -> Answer:
-    """Build an Answer from ranked hits; ``embed`` maps texts to unit vectors."""
-    chosen = best_sentence(question, hits, embed)
+def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question) -> Answer:
+    """Build an Answer from ranked hits (``embed``, ``embed_question``: see :func:`best_sentence`)."""
+    chosen = best_sentence(question, hits, embed=embed, embed_question=embed_question)
     if chosen is None:
         return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits)
     hit, start, end, cosine = chosen

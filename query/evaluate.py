@@ -130,7 +130,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         began = time.perf_counter()
         ranked = ranked_for(searcher, question["question"])[:100]
         latencies.append((time.perf_counter() - began) * 1000)
-        short = answer_from_hits(question["question"], searcher.hits(ranked, k=5), searcher.embed).answer
+        short = answer_from_hits(question["question"], searcher.hits(ranked, k=5), embed=searcher.embed,
+                                 embed_question=searcher.embed_question).answer
         if not answers:
             unanswerable += 1
             abstained += short is None

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from indexer.embedder import Embedder, ModelError, resolve_model
+from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
 from indexer.errors import IndexFormatError, QueryError, SemindexError, unencodable
 from indexer.faiss_build import faiss_problem
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
@@ -134,6 +134,7 @@ class Searcher:
     def __init__(self, stored: StoredIndex, *, model: str | None = None, faiss_params: str | None = None) -> None:
         self.stored = stored
         self.faiss_params = faiss_params
+        self._last_question: tuple[str, Any] | None = None
         recorded = stored.manifest["model"]
         if model is not None and resolve_model(model).id != recorded["id"]:
             raise IndexFormatError(
@@ -185,9 +186,26 @@ class Searcher:
             )
         return OnnxEmbedder(folder)
 
+    @cached_property
+    def prompts(self) -> Prompts:
+        """The question and passage prompts the index's model was built with (its manifest)."""
+        return Prompts.from_config(self.stored.manifest["model"].get("prompts"))
+
     def embed(self, texts: list[str]):
-        """Unit vectors for ``texts`` from the index's own model."""
-        return self.query_embedder.encode(texts)
+        """Unit vectors for passage-like ``texts`` (clauses, sentences) from the index's own
+        model, after its passage prompt, as the passages were embedded."""
+        return self.query_embedder.encode(self.prompts.documents(texts))
+
+    def embed_question(self, question: str):
+        """The unit vector of ``question``, after the model's query prompt (the last one is
+        kept: ``ask`` needs it for the search and again for the answer)."""
+        last = self._last_question
+        if last is not None and last[0] == question:
+            return last[1]
+        vector = self.query_embedder.encode([self.prompts.question(question)])[0]
+        vector.setflags(write=False)  # shared by the callers that ask for it
+        self._last_question = (question, vector)
+        return vector
 
     def dense(self, question_vector, *, k: int) -> list[tuple[int, float]]:
         """The ``k`` nearest passages to a question vector as (passage id, cosine)."""
@@ -252,13 +270,13 @@ class Searcher:
         if mode == "keyword":
             return self.keyword.search(question, k=k)
         if mode == "dense":
-            return self.dense(self.embed([question])[0], k=k)
+            return self.dense(self.embed_question(question), k=k)
         runs = self.passage_runs(question, depth=depth or max(k, CANDIDATES))
         return self.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT], rescore=rescore)[:k]
 
     def passage_runs(self, question: str, *, depth: int = CANDIDATES) -> Runs:
         """The dense and keyword runs over passages, ``depth`` deep each."""
-        vector = self.embed([question])[0]
+        vector = self.embed_question(question)
         dense = self.dense(vector, k=depth)
         keyword = self.keyword.search(question, k=depth + 1)  # one more tells "all there are" from "depth"
         return Runs(dense=dense, keyword=keyword[:depth], vector=vector, keyword_complete=len(keyword) <= depth)
@@ -326,7 +344,7 @@ class Searcher:
         skips the run it does not need."""
         vector, dense, best_passage = None, [], {}
         if mode != "keyword":
-            vector = self.embed([question])[0]
+            vector = self.embed_question(question)
             dense, best_passage = self.best_passage_per_article(vector, depth=depth)
         keyword: list[tuple[str, float]] = []
         complete = False
