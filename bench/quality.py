@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
-from query.beir import BeirFormatError, choose_split, load_beir  # noqa: E402
+from query.beir import BeirFormatError, load_beir  # noqa: E402
 from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, cached_beir_index, evaluate_beir, evaluate_gold  # noqa: E402
 from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
@@ -166,7 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     scifact, index = args.beir, ROOT / "index"
     try:
-        split = args.split or choose_split(scifact)
+        split = load_beir(scifact, split=args.split).split
     except BeirFormatError as error:
         sys.exit(f"error: {error}")
     name = f"{'SciFact' if args.beir == SHARED / 'scifact' else scifact.name} {split}"

@@ -33,7 +33,7 @@ from indexer.embedder import Embedder
 from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError, unencodable
 from indexer.faiss_build import new_faiss_index
 from indexer.incremental import (
-    BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, package_versions, pipeline_fingerprint,
+    BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, no_onnx, package_versions, pipeline_fingerprint,
     same_identity,
 )
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
@@ -338,10 +338,12 @@ def build_from_parsed(
     inputs = inputs if inputs is not None else {file.name: file.sha256 for file in parsed}
     with build_lock(index):
         live_name = _live_name(index)
+        # read first: a precision semindex does not know is an error, not an index to rebuild
+        kept_precision = live_precision(index) if live_name and precision is None else None
         previous = _usable_previous(index, warn=warn) if live_name else None
         remove_stale_generations(index, keep=_generations_in_use(index, live_name, previous))
-        if previous is None and live_name and precision is None:
-            precision = live_precision(index)  # unusable, but its precision is still the one to keep
+        if previous is None and precision is None and not no_onnx():
+            precision = kept_precision  # unusable, but its precision is still the one to keep
         model_view = BuildModel(model=model, embedder=embedder, recorded=previous.manifest if previous else None,
                                 precision=precision)
         if factory:  # a factory FAISS cannot make fails before anything is embedded
@@ -405,7 +407,7 @@ def build_from_parsed(
         else:
             keep = {generation.name, live_name}
         remove_stale_generations(index, keep=keep)
-    if model_view.ref.local_path is not None and not os.environ.get("SEMINDEX_NO_ONNX"):
+    if model_view.ref.local_path is not None and not no_onnx():
         # Queries embed with this export, without torch; made once per machine and model.
         ensure_export(model_id=model_view.ref.id, model_path=model_view.ref.local_path,
                       fingerprint=model_view.fingerprint, max_seq_length=model_view.max_seq_length)

@@ -128,7 +128,7 @@ def recorded_precision(model: dict[str, Any], *, manifest: Path, index: Path) ->
     if precision not in PRECISIONS:
         raise IndexFormatError(
             f"{manifest}: field 'model.precision' is {precision!r}, not one of {', '.join(PRECISIONS)}; "
-            f"{rebuild_hint(index)} --precision int8"
+            f"{rebuild_hint(index)} --precision int8 (or fp32)"
         )
     return str(precision)
 

@@ -51,9 +51,6 @@ class BeirDataset:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     split: str = "train"
-    missing_documents: tuple[str, ...] = ()
-    """Documents the qrels judge relevant that the corpus lacks: they count as relevant
-    documents that were not found, as in BEIR, so they cap recall."""
 
 
 def choose_split(folder: Path) -> str:
@@ -61,7 +58,8 @@ def choose_split(folder: Path) -> str:
     (BEIR's evaluation split), else its only split. Several splits and no ``test``, or
     none at all, raise :class:`BeirFormatError` listing what there is."""
     qrels_folder = Path(folder) / "qrels"
-    splits = sorted(path.stem for path in qrels_folder.glob("*.tsv") if path.is_file()) if qrels_folder.is_dir() else []
+    splits = sorted(path.stem for path in qrels_folder.glob("*.tsv")
+                    if path.is_file() and not path.name.startswith(".")) if qrels_folder.is_dir() else []  # not "._train.tsv"
     if "test" in splits:
         return "test"
     if len(splits) == 1:
@@ -129,8 +127,7 @@ def load_beir(folder: Path, *, split: str | None = None) -> BeirDataset:
         if not all_queries[query_id].strip():
             raise BeirFormatError(f"{queries_path}:{query_lines[query_id]}: query {query_id!r} is judged but has no text")
     queries = {query_id: all_queries[query_id] for query_id in qrels}
-    missing = sorted({doc for judged in qrels.values() for doc, grade in judged.items() if grade > 0 and doc not in corpus})
-    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, split=split, missing_documents=tuple(missing))
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, split=split)
 
 
 def corpus_hash(folder: Path) -> str:

@@ -294,6 +294,8 @@ def evaluate(
         reports = [evaluate_gold(target, index=index, mode=m, limit=limit) for m in modes]
     else:
         raise SemindexError(f"{target}: no such gold questions file or BEIR folder")
+    for warning in dict.fromkeys(warning for report in reports for warning in report.warnings):  # once, not per mode
+        _warn(warning)
     rows = [report.to_dict() for report in reports]
     if as_json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))

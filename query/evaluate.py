@@ -39,6 +39,9 @@ class EvalReport:
     queries: int
     latencies_ms: list[float] = field(default_factory=list)
     split: str | None = None  # the BEIR qrels split; None for gold questions
+    warnings: list[str] = field(default_factory=list)
+    """Judgements that can only score 0 (a gold question whose sources are not indexed, a
+    relevant document missing from the corpus), one line each."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ class EvalReport:
             "queries": self.queries,
             "latency_mean_ms": round(metrics.mean(self.latencies_ms), 2) if self.latencies_ms else None,
             "latency_p95_ms": round(metrics.percentile(self.latencies_ms, 95), 2) if self.latencies_ms else None,
+            "warnings": self.warnings,
         }
 
 
@@ -124,7 +128,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     passages = searcher.stored.passages()
     by_id = {str(p["id"]): p for p in passages}
     indexed_files = {source["file"] for p in passages for source in p["sources"]}
-    rankings, qrels, latencies, abstained, unanswerable, answered_right = [], [], [], 0, 0, 0
+    rankings, qrels, latencies, warnings, abstained, unanswerable, answered_right = [], [], [], [], 0, 0, 0
     for number, question in enumerate(questions, start=1):
         answers = [a.lower() for a in question.get("answers") or []]
         began = time.perf_counter()
@@ -149,13 +153,14 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
             unknown = sorted(sources - indexed_files)
             why = (f"source(s) {', '.join(map(repr, unknown))} not in the index" if unknown
                    else "no passage of its sources contains one of its answers")
-            print(f"warning: {path}: entry {number}: {why}; it scores 0", file=sys.stderr)
+            warnings.append(f"{path}: entry {number}: {why}; it scores 0")
         rankings.append([str(pid) for pid, _ in ranked])
         qrels.append(relevant)
     scores: dict[str, float | None] = _score_rankings(rankings, qrels) if rankings else dict.fromkeys(METRIC_KEYS)
     scores["abstain"] = abstained / unanswerable if unanswerable else None
     scores["answer"] = answered_right / len(rankings) if rankings else None
-    return EvalReport(target=str(path), mode=label or mode, scores=scores, queries=len(questions), latencies_ms=latencies)
+    return EvalReport(target=str(path), mode=label or mode, scores=scores, queries=len(questions), latencies_ms=latencies,
+                      warnings=warnings)
 
 
 def cached_beir_index(folder: Path, dataset, *, model: str | None = None, precision: str | None = None,
@@ -272,14 +277,16 @@ def evaluate_beir(
         dataset = load_beir(folder, split=split)
     except BeirFormatError as exc:
         raise SemindexError(str(exc)) from None
-    if missing := dataset.missing_documents:
-        print(f"warning: {Path(folder) / 'qrels' / f'{dataset.split}.tsv'}: {len(missing)} relevant document(s) not in "
-              f"corpus.jsonl (first: {missing[0]!r}); they count as relevant and cannot be found", file=sys.stderr)
     searcher = open_searcher(cached_beir_index(folder, dataset, model=model, precision=precision, cache=cache,
                                                progress=progress))
     ranked_for = ranker or (lambda searcher, query: searcher.rank_articles(query, k=100, mode=mode, depth=BEIR_PASSAGE_DEPTH))
     ranked_for(searcher, "warm-up")
     query_ids = list(dataset.queries)[:limit] if limit else list(dataset.queries)
+    warnings = []
+    if missing := sorted({doc for query_id in query_ids for doc, grade in dataset.qrels[query_id].items()
+                          if grade > 0 and doc not in dataset.corpus}):
+        warnings.append(f"{Path(folder) / 'qrels' / f'{dataset.split}.tsv'}: {len(missing)} relevant document(s) not "
+                        f"in corpus.jsonl (first: {missing[0]!r}); they count as relevant and cannot be found")
     rankings, qrels, latencies = [], [], []
     for query_id in query_ids:
         began = time.perf_counter()
@@ -290,4 +297,4 @@ def evaluate_beir(
     scores: dict[str, float | None] = _score_rankings(rankings, qrels)
     scores["abstain"] = scores["answer"] = None
     return EvalReport(target=str(folder), mode=label or mode, scores=scores, queries=len(query_ids), latencies_ms=latencies,
-                      split=dataset.split)
+                      split=dataset.split, warnings=warnings)

@@ -13,6 +13,7 @@ from typing import Any
 from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
 from indexer.errors import IndexFormatError, QueryError, SemindexError, unencodable
 from indexer.faiss_build import faiss_problem
+from indexer.incremental import no_onnx
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
 from query.fusion import with_true_zeros, zscore_fusion
@@ -178,7 +179,7 @@ class Searcher:
         folder = export_folder(recorded["id"], recorded["fingerprint"])
         if not (folder / CONFIG_FILE).is_file():
             embedder = self.embedder
-            if embedder.ref.local_path is None or os.environ.get("SEMINDEX_NO_ONNX"):
+            if embedder.ref.local_path is None or no_onnx():
                 return embedder
             folder = ensure_export(
                 model_id=recorded["id"], model_path=embedder.ref.local_path, fingerprint=recorded["fingerprint"],

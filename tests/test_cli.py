@@ -134,6 +134,16 @@ def test_eval_of_a_beir_folder_names_the_split_it_chose(tmp_path):
     assert json.loads(result.stdout)["split"] == "dev" and json.loads(result.stdout)["queries"] == 1
 
 
+def test_eval_warns_once_for_several_modes(tmp_path):
+    gold = tmp_path / "gold.yaml"
+    gold.write_text('- {question: "Who is the executive director of EleutherAI?", answers: ["Stella Biderman"], '
+                    'sources: [nosuch.txt]}\n', encoding="utf-8")
+    result = semindex("eval", str(gold), "--index", str(INDEX), "--mode", "dense", "--mode", "keyword", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"warning: {gold}: entry 1: source(s) 'nosuch.txt' not in the index; it scores 0"]
+    assert [row["warnings"] for row in json.loads(result.stdout)] == [[result.stderr.splitlines()[0][9:]]] * 2
+
+
 def test_eval_index_option_is_refused_for_a_beir_folder(tmp_path):
     (tmp_path / "beir").mkdir()
     result = semindex("eval", str(tmp_path / "beir"), "--index", str(INDEX))

@@ -296,6 +296,10 @@ def test_split_defaults_to_test_then_to_the_only_one(tmp_path: Path) -> None:
     assert (dataset.split, dataset.qrels) == ("test", {"q2": {"3": 1}})
     for path in (folder / "qrels").iterdir():
         path.unlink()
+    (folder / "qrels" / "._train.tsv").write_text("AppleDouble metadata", encoding="utf-8")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n", encoding="utf-8")
+    assert choose_split(folder) == "train"
+    (folder / "qrels" / "train.tsv").unlink()
     with pytest.raises(BeirFormatError, match=r"qrels: no qrels files"):
         load_beir(folder)
 
