@@ -90,7 +90,7 @@ def build(
         import tempfile
 
         from indexer.compare import build_command, compare_indexes
-        from indexer.onnx_export import remove_leftovers
+        from indexer.scratch import remove_leftovers
 
         remove_leftovers(Path(tempfile.gettempdir()), pattern=CHECK_SCRATCH)
         with tempfile.TemporaryDirectory(prefix=f"semindex-check-{os.getpid()}-") as scratch:
