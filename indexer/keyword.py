@@ -102,15 +102,35 @@ class KeywordIndex:
         size = json.loads((self.folder / "params.index.json").read_text(encoding="utf-8"))["num_docs"]
         return arrays["data"], arrays["indices"], arrays["indptr"], int(size)
 
-    def term_ids(self, query: str) -> list[int]:
-        """The query's terms as bm25s tokenizes them (NFKC-normalised, lower-cased, stopwords
-        and question words out, stemmed)."""
+    def terms(self, text: str) -> list[str]:
+        """``text``'s terms as bm25s tokenizes them (NFKC-normalised, lower-cased, stopwords
+        and question words out, stemmed), whether or not the index has them."""
         pattern, stopwords, normal_form = self._tokenizer
         if normal_form:  # as the index's texts were (none for indexes built before)
-            query = unicodedata.normalize(normal_form, query)
-        words = [w for w in pattern.findall(query.lower()) if w not in stopwords and w not in QUESTION_WORDS]
+            text = unicodedata.normalize(normal_form, text)
+        return self._stem([w for w in pattern.findall(text.lower()) if w not in stopwords and w not in QUESTION_WORDS])
+
+    def term_ids(self, query: str) -> list[int]:
+        """The query's terms that the index has, as rows of its matrix."""
         vocabulary = self._vocabulary
-        return [vocabulary[stem] for stem in self._stem(words) if stem in vocabulary]
+        return [vocabulary[term] for term in self.terms(query) if term in vocabulary]
+
+    def term_weights(self, terms: list[str]) -> dict[str, float]:
+        """Each term's BM25 inverse document frequency, ln(1 + (N - df + 0.5) / (df + 0.5)),
+        with df the passages that contain it: rare words weigh more than words every passage has.
+        A term the index lacks gets the mean weight of those it has (1.0 when it has none), not
+        the maximum: an unseen word is as likely a paraphrase as a sign of a topic the corpus lacks."""
+        import math
+
+        _, _, indptr, size = self._matrix
+        vocabulary = self._vocabulary
+        known = {}
+        for term in terms:
+            if term in vocabulary:
+                df = int(indptr[vocabulary[term] + 1] - indptr[vocabulary[term]])
+                known[term] = math.log(1 + (size - df + 0.5) / (df + 0.5))
+        unseen = sum(known.values()) / len(known) if known else 1.0
+        return {term: known.get(term, unseen) for term in terms}
 
     def search(self, query: str, *, k: int) -> list[tuple[int, float]]:
         """The ``k`` best passages for ``query`` by BM25 as (passage id, score > 0)."""

@@ -39,7 +39,7 @@ def ask(
 
     searcher = open_searcher(index, faiss_params=faiss_params)
     answer = answer_from_hits(question, searcher.search(question, k=k, mode=mode), embed=searcher.embed,
-                              embed_question=searcher.embed_question)
+                              embed_question=searcher.embed_question, keyword=searcher.keyword)
     if warning := searcher.stale_warning():
         answer.warnings.append(warning)
     return answer

@@ -2,19 +2,26 @@
 
 No extractive QA reader ships for offline use, so the answer is the sentence (or the
 whole short passage, for titles and bylines) of the top passages that is closest to the
-question in the embedding space. Whether to trust it is decided from two kinds of
-evidence that fail differently: how close that sentence is in meaning (dense cosine),
-and how many of the question's content words the answering passage actually contains
-(keyword coverage). Off-topic questions fail both; the thresholds were calibrated by
+question in the embedding space, among those that can be an answer at all: a sentence must
+say something the question does not (a title that only restates the question is no answer)
+and, for who/when/how-many questions, hold a name, time or quantity
+(:mod:`query.answer_kinds`). Whether to trust it is decided from two kinds of evidence that
+fail differently: how close that sentence is in meaning (dense cosine), and how much of the
+question's wording the answering passage actually contains (keyword coverage, weighted by
+how rare each word is). Off-topic questions fail both; the threshold was calibrated by
 ``bench/calibrate.py`` (see the README).
 """
 
 from __future__ import annotations
 
-import re
+from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
+from query.answer_kinds import carries_kind, expected_kind
 from query.results import Answer, Hit
+
+if TYPE_CHECKING:
+    from indexer.keyword import KeywordIndex
 
 ANSWER_PASSAGES = 3
 """Sentences are drawn from this many top passages: more gives the sentence scorer more to
@@ -26,24 +33,43 @@ METADATA_KINDS = frozenset({"title", "publisher", "meta"})
 rendering (e.g. "Government Technology published “…” on 2023-05-12.")."""
 CONFIDENCE_THRESHOLD = 0.40
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
-_WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
-    "a an and are as at be been but by can could did do does for from had has have how i if in is "
-    "it its may of on or so than that the their them then there these they this those to was were "
-    "what when where which who whom whose why will with would".split()
+FUNCTION_WORDS = (
+    "a an and are as at be been being but by can could did do does doing done for from had has have having he her "
+    "hers him his how i if in is it its itself may me might must my of on or our she should so some than that the "
+    "their them then there these they this those to too us very was we were what when where which who whom whose "
+    "why will with would you your"
 )
+"""Words that carry no answer, dropped from the wording on top of the keyword index's short
+stopword list (Lucene's 33 words keep "so", "have", "would": "Why is that so?" would match
+any sentence saying "so")."""
 
 
-def content_words(text: str) -> set[str]:
-    """Lower-cased words minus stopwords, with a crude plural/verb suffix strip."""
-    return {re.sub(r"(ing|ed|es|s)$", "", w) or w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+class Wording:
+    """How a text's words agree with a question's, as the index's keyword side tokenizes and
+    stems them ("reverses" matches "reversing"), each question term weighted by its BM25 IDF."""
 
+    def __init__(self, question: str, *, keyword: KeywordIndex) -> None:
+        self.keyword = keyword
+        self.function_terms = frozenset(keyword.terms(FUNCTION_WORDS))
+        self.weights = keyword.term_weights(list(dict.fromkeys(self.terms(question))))
 
-def coverage(question: str, text: str) -> float:
-    """Share of the question's content words that occur in ``text``. A question with none
-    ("Who?", "What is it?") gets 0.0: no wording can agree with it, so only meaning speaks."""
-    wanted = content_words(question)
-    return len(wanted & content_words(text)) / len(wanted) if wanted else 0.0
+    def terms(self, text: str) -> list[str]:
+        """``text``'s stemmed terms, function words out."""
+        return [term for term in self.keyword.terms(text) if term not in self.function_terms]
+
+    def coverage(self, text: str) -> float:
+        """IDF-weighted share of the question's terms that occur in ``text``: the rare words
+        ("underestimate") decide, not those every passage has ("open-source", "AI"). A
+        question with no terms ("Who?", "What is it?") gets 0.0: only meaning speaks."""
+        total = sum(self.weights.values())
+        if not total:
+            return 0.0
+        present = set(self.terms(text))
+        return sum(weight for term, weight in self.weights.items() if term in present) / total
+
+    def adds_to_question(self, text: str) -> bool:
+        """Does ``text`` hold a term the question lacks? One that does not only restates it."""
+        return any(term not in self.weights for term in self.terms(text))
 
 
 def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:
@@ -51,23 +77,29 @@ def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:
     return (sentence_cosine + keyword_coverage) / 2
 
 
-def best_sentence(question: str, hits: list[Hit], *, embed, embed_question) -> tuple[Hit, int, int, float] | None:
+def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
+                  wording: Wording) -> tuple[Hit, int, int, float] | None:
     """(hit, start, end, cosine) of the sentence of the top hits that best answers
-    ``question`` by meaning and wording; ``start``/``end`` index into the hit's text.
-    ``embed`` maps passage-like texts and ``embed_question`` the question to unit vectors."""
+    ``question`` by meaning and wording; ``start``/``end`` index into the hit's text. None
+    when no sentence can be an answer. ``embed`` maps passage-like texts and
+    ``embed_question`` the question to unit vectors."""
+    kind = expected_kind(question)
     candidates = []
     for hit in hits[:ANSWER_PASSAGES]:
         if hit.citation.kind in METADATA_KINDS:
-            candidates.append((hit, 0, len(hit.text), hit.embedded or hit.text))
+            spans, evidence = [(0, len(hit.text))], hit.embedded
         else:
-            spans = sentence_spans(hit.text) or [(0, len(hit.text))]
-            candidates.extend((hit, start, end, hit.text[start:end]) for start, end in spans)
+            spans, evidence = sentence_spans(hit.text) or [(0, len(hit.text))], None
+        for start, end in spans:
+            shown = hit.text[start:end]
+            if wording.adds_to_question(shown) and (kind is None or carries_kind(kind, question=question, text=shown)):
+                candidates.append((hit, start, end, evidence or shown))
     if not candidates:
         return None
     cosines = embed([evidence for *_, evidence in candidates]) @ embed_question(question)
     scored = [
         (
-            confidence_score(float(cosine), coverage(question, evidence)) - RANK_PENALTY * (hit.rank - 1),
+            confidence_score(float(cosine), wording.coverage(evidence)) - RANK_PENALTY * (hit.rank - 1),
             hit, start, end, float(cosine),
         )
         for cosine, (hit, start, end, evidence) in zip(cosines, candidates)
@@ -76,13 +108,15 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question) -> t
     return hit, start, end, cosine
 
 
-def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question) -> Answer:
-    """Build an Answer from ranked hits (``embed``, ``embed_question``: see :func:`best_sentence`)."""
-    chosen = best_sentence(question, hits, embed=embed, embed_question=embed_question)
+def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question, keyword: KeywordIndex) -> Answer:
+    """Build an Answer from ranked hits (``embed``, ``embed_question``: see :func:`best_sentence`;
+    ``keyword``: the index's keyword side, whose tokens and IDF weigh the wording)."""
+    wording = Wording(question, keyword=keyword)
+    chosen = best_sentence(question, hits, embed=embed, embed_question=embed_question, wording=wording)
     if chosen is None:
         return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits)
     hit, start, end, cosine = chosen
-    confidence = confidence_score(cosine, coverage(question, hit.embedded or hit.text))
+    confidence = confidence_score(cosine, wording.coverage(hit.embedded or hit.text))
     confident = confidence >= CONFIDENCE_THRESHOLD
     base = hit.citation.chars[0]
     return Answer(

@@ -135,7 +135,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         ranked = ranked_for(searcher, question["question"])[:100]
         latencies.append((time.perf_counter() - began) * 1000)
         short = answer_from_hits(question["question"], searcher.hits(ranked, k=5), embed=searcher.embed,
-                                 embed_question=searcher.embed_question).answer
+                                 embed_question=searcher.embed_question, keyword=searcher.keyword).answer
         if not answers:
             unanswerable += 1
             abstained += short is None
