@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -181,10 +181,21 @@ def exclusive_lock(path: Path, *, busy: str, wait: bool = False) -> Iterator[Non
 
 @contextmanager
 def build_lock(index: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``index`` for the length of a build (fails if taken)."""
+    """Hold an exclusive lock on ``index`` for the length of a build (fails if taken). A
+    folder made here is removed again when the build fails and it holds only the lock."""
+    made = not index.exists()
     index.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(index / ".lock", busy=f"{index}: another build is running on this index; wait for it to finish"):
-        yield
+    lock = index / ".lock"
+    with exclusive_lock(lock, busy=f"{index}: another build is running on this index; wait for it to finish"):
+        try:
+            yield
+        except BaseException:
+            if made:
+                with suppress(OSError):  # the build's own error is the one to report
+                    if [path.name for path in index.iterdir()] == [lock.name]:
+                        lock.unlink()
+                        index.rmdir()  # fails when something appeared meanwhile: then it stays
+            raise
 
 
 class LineIndex:

@@ -312,11 +312,16 @@ def evaluate(
     _console().print(table)
 
 
-def _usage_error_line(error: Exception) -> str:
-    """``error: COMMAND: MESSAGE`` for a click usage error, on one line. COMMAND is ``semindex``
-    where click names no command: an unknown command or option, an option missing its value."""
+def _usage_error_line(error: Exception, *, args: list[str]) -> str:
+    """``error: COMMAND: MESSAGE`` for a click usage error, on one line. An error without a
+    context (an option missing its value) names the command ``args`` start with, if any;
+    COMMAND is ``semindex`` for an unknown command or option."""
     ctx = getattr(error, "ctx", None)
-    command = ctx.info_name if ctx is not None and ctx.parent is not None else "semindex"
+    if ctx is not None:
+        command = ctx.info_name if ctx.parent is not None else "semindex"
+    else:
+        first = next((arg for arg in args if not arg.startswith("-")), None)
+        command = first if first in typer.main.get_command(app).commands else "semindex"
     return f"error: {command}: {' '.join(error.format_message().split())}"
 
 
@@ -335,7 +340,7 @@ def main() -> None:
         if type(error).__name__ == "NoArgsIsHelpError":  # plain `semindex`: the help, as click shows it
             error.show()
         else:
-            print(_usage_error_line(error), file=sys.stderr)
+            print(_usage_error_line(error, args=sys.argv[1:]), file=sys.stderr)
         sys.exit(error.exit_code)
     except typer.Abort:  # end of input at a prompt
         print("error: aborted", file=sys.stderr)

@@ -166,8 +166,9 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
 def cached_beir_index(folder: Path, dataset, *, model: str | None = None, precision: str | None = None,
                       cache: Path | None = None, progress: bool = False) -> Path:
     """The cached index of a loaded BEIR ``dataset`` from ``folder``, ready to open: built on
-    first use, updated (vectors reused) when other indexer code built it, built again when it
-    is damaged. ``precision`` None: what ``semindex build`` would use for ``model``."""
+    first use, updated (vectors reused) when other indexer code built it, embedded again when
+    the model folder's weights or prompts changed, built again when it is damaged.
+    ``precision`` None: what ``semindex build`` would use for ``model``."""
     from indexer.build import build_from_parsed
     from indexer.chunking import ChunkSettings
     from indexer.onnx_export import cache_root
@@ -191,6 +192,10 @@ def cached_beir_index(folder: Path, dataset, *, model: str | None = None, precis
         fill()
     elif built_by_other_code(index):
         print(f"{index}: built by another version of the indexer; updating it (vectors are reused)", file=sys.stderr)
+        fill(again=True)
+    elif changed := model_change(index, model=model):
+        print(f"{index}: {changed} changed since it was built; updating it (passages are embedded again)",
+              file=sys.stderr)
         fill(again=True)
     try:
         open_searcher(index)
@@ -222,6 +227,27 @@ def built_by_other_code(index: Path) -> bool:
 
     recorded = from_live_manifest(index, lambda manifest: [manifest.get("pipeline")])
     return recorded is not None and recorded[0] != pipeline_fingerprint()
+
+
+def model_change(index: Path, *, model: str | None) -> str | None:
+    """Which of a model folder's weights and prompts differ from what this cached index records
+    ("the weights of model 'x'"), or None. A cache key names the model, not its files. A hub
+    name's fingerprint is its name, so it is not loaded to tell; nor is an unreadable manifest."""
+    from indexer.build import from_live_manifest
+    from indexer.incremental import BuildModel
+
+    manifest = from_live_manifest(index, lambda manifest: {**manifest, "model": dict(manifest["model"])})
+    if manifest is None:
+        return None
+    current = BuildModel(model=model, recorded=manifest)  # the weights are hashed only when their stat changed
+    if current.ref.local_path is None:
+        return None
+    recorded = manifest["model"]
+    if recorded.get("fingerprint") != current.fingerprint:
+        return f"the weights of model {current.ref.id!r}"
+    if recorded.get("prompts", {}) != current.prompts.manifest_entry().get("prompts", {}):
+        return f"the prompts of model {current.ref.id!r}"
+    return None
 
 
 @contextmanager

@@ -13,14 +13,25 @@ from test_cli import semindex
     (("search", "q", "--json", "extra"), "error: search: Got unexpected extra argument(s) (extra)"),
     (("build", "--precision", "fp16"), "error: build: Invalid value for '--precision': "),
     (("--nope",), "error: semindex: No such option: --nope"),
+    (("--nope", "search", "q"), "error: semindex: No such option: --nope"),
     (("nosuch",), "error: semindex: No such command 'nosuch'."),
-    (("search", "q", "--mode"), "error: semindex: Option '--mode' requires an argument."),
+    (("search", "q", "--mode"), "error: search: Option '--mode' requires an argument."),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(args: tuple[str, ...], line: str) -> None:
     result = semindex(*args)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(line) and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("args, line", [
+    (("build", "--model"), "error: build: Option '--model' requires an argument."),
+    (("eval", "beir/scifact", "--limit"), "error: eval: Option '--limit' requires an argument."),
+])
+def test_an_option_missing_its_value_names_the_command(args: tuple[str, ...], line: str) -> None:
+    result = semindex(*args)
+    assert result.returncode == 2
+    assert result.stderr == line + "\n"
 
 
 @pytest.mark.parametrize("args", [("--help",), ("search", "--help"), ("build", "--help")])
