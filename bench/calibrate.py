@@ -1,9 +1,10 @@
 """Calibrate ask()'s abstain threshold: where do answerable and unanswerable questions fall?
 
-Positives: the answerable gold questions (shared/eval/questions.yaml) and the paraphrased
-ones in bench/calibration_questions.yaml, against the bundled index. Negatives: the
-unanswerable questions of both files (on-topic questions the corpus does not answer) plus
-the SciFact claims asked of the same news index. Prints the confidence distribution of
+Positives: the answerable gold questions (shared/eval/questions.yaml), the paraphrased
+ones in bench/calibration_questions.yaml and the written development set
+bench/dev_questions.yaml, against the bundled index. Negatives: the unanswerable questions of
+those files (on-topic questions the corpus does not answer) plus the SciFact claims asked of
+the same news index. bench/test_questions.yaml is left out: it measures the result. Prints the confidence distribution of
 both and the threshold that maximises balanced accuracy, placed in the middle of its gap.
 
     python bench/calibrate.py
@@ -31,7 +32,8 @@ def confidences(questions: list[str]) -> list[float]:
 def main() -> None:
     shared = ROOT.parent / "shared" / "eval"
     gold = yaml.safe_load((shared / "questions.yaml").read_text(encoding="utf-8"))
-    gold += yaml.safe_load((ROOT / "bench" / "calibration_questions.yaml").read_text(encoding="utf-8"))
+    for extra in ("calibration_questions.yaml", "dev_questions.yaml"):
+        gold += yaml.safe_load((ROOT / "bench" / extra).read_text(encoding="utf-8"))
     positives = confidences([q["question"] for q in gold if q["answers"]])
     claims = [json.loads(line)["text"] for line in (shared / "scifact" / "queries.jsonl").open(encoding="utf-8")]
     negatives = confidences([q["question"] for q in gold if not q["answers"]] + claims)

@@ -7,7 +7,9 @@ every fusion and rescoring option tried, one row each.
 (its ``test`` split where it has one, unless ``--split`` names another).
 
 The SciFact corpus is indexed once into the cache (~/.cache/semindex/beir) and reused; the
-gold questions run against the bundled index. Options are rankers built here from the
+question sets (the gold questions, bench/calibration_questions.yaml's paraphrases, and the
+written development and test sets bench/dev_questions.yaml, bench/test_questions.yaml) run
+against the bundled index. Options are rankers built here from the
 searcher's own dense and keyword runs: the default's clause rescoring at other settings,
 then other fusions and extra runs in place of it ("no rescoring, ..."), to be read against
 the "hybrid without clause rescoring" row.
@@ -170,7 +172,9 @@ def main() -> None:
     except BeirFormatError as error:
         sys.exit(f"error: {error}")
     name = f"{'SciFact' if args.beir == SHARED / 'scifact' else scifact.name} {split}"
-    question_sets = {"gold questions": SHARED / "questions.yaml", "paraphrases": ROOT / "bench" / "calibration_questions.yaml"}
+    question_sets = {"gold questions": SHARED / "questions.yaml", "paraphrases": ROOT / "bench" / "calibration_questions.yaml",
+                     "written, dev": ROOT / "bench" / "dev_questions.yaml",
+                     "written, test": ROOT / "bench" / "test_questions.yaml"}
     beir = lambda label, ranker: [(name, evaluate_beir(scifact, split=split, ranker=ranker, label=label,  # noqa: E731
                                                       limit=args.limit))]
     questions = lambda label, ranker: [(name, evaluate_gold(path, index=index, ranker=ranker, label=label))  # noqa: E731

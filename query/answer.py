@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
-from query.answer_kinds import carries_kind, expected_kind
+from query.answer_kinds import expected_kind, kind_fit
 from query.results import Answer, Hit
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ RANK_PENALTY = 0.05
 METADATA_KINDS = frozenset({"title", "publisher", "meta"})
 """Passages that are one fact about an article: answered whole, judged by their embedded
 rendering (e.g. "Government Technology published “…” on 2023-05-12.")."""
-CONFIDENCE_THRESHOLD = 0.40
+CONFIDENCE_THRESHOLD = 0.34
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
 FUNCTION_WORDS = (
     "a an and are as at be been being but by can could did do does doing done for from had has have having he her "
@@ -84,7 +84,7 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
     when no sentence can be an answer. ``embed`` maps passage-like texts and
     ``embed_question`` the question to unit vectors."""
     kind = expected_kind(question)
-    candidates = []
+    candidates, fits = [], []
     for hit in hits[:ANSWER_PASSAGES]:
         if hit.citation.kind in METADATA_KINDS:
             spans, evidence = [(0, len(hit.text))], hit.embedded
@@ -92,10 +92,13 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
             spans, evidence = sentence_spans(hit.text) or [(0, len(hit.text))], None
         for start, end in spans:
             shown = hit.text[start:end]
-            if wording.adds_to_question(shown) and (kind is None or carries_kind(kind, question=question, text=shown)):
+            fit = 1 if kind is None else kind_fit(kind, question=question, text=shown)
+            if fit and wording.adds_to_question(shown):
                 candidates.append((hit, start, end, evidence or shown))
+                fits.append(fit)
     if not candidates:
         return None
+    candidates = [candidate for candidate, fit in zip(candidates, fits) if fit == max(fits)]  # full names first
     cosines = embed([evidence for *_, evidence in candidates]) @ embed_question(question)
     scored = [
         (

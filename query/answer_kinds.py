@@ -7,6 +7,12 @@ text are checked for it: *who* (a name), *when* (a time), *how many / how much* 
 quantity). A sentence without that shape is not an answer, and when no sentence of the top
 passages has it, ``ask`` abstains. Other questions (what, which, why, how, where) accept any
 sentence: their answers have no shape that text shows without a tagger.
+
+A name is two or more capitalised words in a row ("Stella Biderman", "Meta AI"), or, less
+surely, one capitalised word inside a sentence ("created by Google"): who-questions are
+answered by a sentence with a full name when one of the top passages has one, and by a
+one-word name only when none does, so "Who runs EleutherAI?" gets the sentence naming Stella
+Biderman rather than one that mentions OpenAI.
 """
 
 from __future__ import annotations
@@ -20,9 +26,14 @@ _ASKS = (
     (WHEN, re.compile(r"(when\b|((in|on|at|by) )?(what|which) (year|date|day|month|decade|century)\b)")),
     (QUANTITY, re.compile(r"how (many|much)\b")),
 )
-_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")
-"""Two or more capitalised words in a row ("Stella Biderman", "Booz Allen Hamilton",
-"Meta AI"). One capitalised word is too weak a sign: every sentence starts with one."""
+_FULL_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")
+"""Two or more capitalised words in a row ("Stella Biderman", "Booz Allen Hamilton", "Meta AI")."""
+_CAPITALISED = re.compile(r"[A-Z][\w’'.\-]*")
+_NOT_NAMES = frozenset("a an and as at but by for from he her his i if in it its no not of on or she so that the "
+                       "their there these they this those to we what when where which who why with you".split())
+"""Capitalised inside a sentence after a colon or an opening quote, without naming anyone."""
+_TITLE_CASE_GLUE = frozenset("a an and as at by for from in of on or the to vs with".split())
+"""The only lowercase words a Title Case heading has ("Lessons from the Open-Source Community")."""
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _TIME = re.compile(
     rf"\b(1[5-9]\d\d|20\d\d)s?\b|\b\d{{4}}-\d\d-\d\d\b|\b({_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|"
@@ -44,16 +55,30 @@ def expected_kind(question: str) -> str | None:
     return next((kind for kind, asks in _ASKS if asks.match(opening)), None)
 
 
-def carries_kind(kind: str, *, question: str, text: str) -> bool:
-    """Can ``text`` answer a ``kind`` question? It must hold a name, time or quantity that
-    ``question`` does not already state (a name none of whose words is in the question, a
-    number the question does not give)."""
+def kind_fit(kind: str, *, question: str, text: str) -> int:
+    """How well ``text`` can answer a ``kind`` question: 0 not at all, 1 it can, 2 it holds a
+    full name (who-questions only). It must hold a name, time or quantity that ``question``
+    does not already state (a name none of whose words is in the question, a number the
+    question does not give)."""
     asked = {word.lower() for word in _WORD.findall(question)}
     if kind == WHO:
-        return any(not {w.lower() for w in _WORD.findall(name.group())} & asked for name in _NAME.finditer(text))
+        if _is_heading(text):  # capitalised throughout: its runs of capitals are not names
+            return 0
+        new = lambda name: not {w.lower() for w in _WORD.findall(name)} & asked  # noqa: E731
+        if any(new(name.group()) for name in _FULL_NAME.finditer(text)):
+            return 2
+        inside = [m.group() for m in _CAPITALISED.finditer(text) if text[:m.start()].strip(" “\"‘'(")]
+        return int(any(new(word) and word.lower() not in _NOT_NAMES for word in inside))
     if kind == WHEN:
-        return any(match.group().lower() not in asked for match in _TIME.finditer(text))
+        return int(any(match.group().lower() not in asked for match in _TIME.finditer(text)))
     if kind == QUANTITY:
         given = set(_NUMBER.findall(question))
-        return any(n not in given for n in _NUMBER.findall(text)) or bool(_NUMBER_WORDS.search(text))
+        return int(any(n not in given for n in _NUMBER.findall(text)) or bool(_NUMBER_WORDS.search(text)))
     raise ValueError(f"unknown answer kind {kind!r}")
+
+
+def _is_heading(text: str) -> bool:
+    """Title Case: four or more capitalised words, and no lowercase word but glue ("of", "the")."""
+    words = _WORD.findall(text)
+    capitalised = sum(word[0].isupper() for word in words)
+    return capitalised >= 4 and all(word[0].isupper() or word in _TITLE_CASE_GLUE for word in words if word.isalpha())

@@ -1,0 +1,97 @@
+"""What `ask` may give as an answer: answer kinds, IDF-weighted wording, no restated questions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from query import ask
+from query.answer_kinds import QUANTITY, WHEN, WHO, expected_kind, kind_fit
+
+INDEX = Path(__file__).resolve().parent.parent / "index"
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("Who runs EleutherAI?", WHO),
+    ("  whose memo leaked?", WHO),
+    ("When was EleutherAI founded?", WHEN),
+    ("In what year did Meta release LLaMA?", WHEN),
+    ("On which date did the piece appear?", WHEN),
+    ("How many parameters does GPT-4 have?", QUANTITY),
+    ("How much did Meta spend?", QUANTITY),
+    ("What did Google reveal?", None),
+    ("Which company made PyTorch?", None),
+    ("How do open models compare?", None),
+    ("Where is EleutherAI based?", None),
+])
+def test_expected_kind_reads_the_question_opening(question, kind):
+    assert expected_kind(question) == kind
+
+
+@pytest.mark.parametrize("kind, question, text, fit", [
+    (WHO, "Who runs EleutherAI?", "Stella Biderman is its executive director.", 2),
+    (WHO, "Who runs EleutherAI?", "EleutherAI exists because OpenAI was open.", 1),  # one capitalised word
+    (WHO, "Who runs EleutherAI?", "It exists because coders were free.", 0),
+    (WHO, "Who runs EleutherAI?", "EleutherAI is run by volunteers.", 0),  # the name asked about
+    (WHO, "Who is Meta AI's managing director?", "Meta AI has done a great job.", 0),
+    (WHO, "Who made it?", "“The coders made it,” she says.", 0),  # a quote's first word is no name
+    (WHO, "Who made PyTorch?", "PyTorch was created by Google and Meta.", 1),
+    (WHO, "Who consults?", "She also works for Booz Allen Hamilton.", 2),
+    (WHO, "Who drew it?", "Illustration: Nicholas Kempton", 2),
+    (WHO, "Who wrote it?", "Lessons from the Open-Source Community", 0),  # a heading, not a name
+    (WHEN, "When was it founded?", "It was founded in 2020.", 1),
+    (WHEN, "When was it founded?", "It was founded by a bunch of coders.", 0),
+    (WHEN, "When did it appear?", "From the November 9th 2024 edition", 1),
+    (WHEN, "When will it happen?", "It may happen.", 0),  # the verb, not the month
+    (WHEN, "When was it published?", "Published 2023-05-12.", 1),
+    (QUANTITY, "How many parameters does GPT-4 have?", "GPT-4 is large.", 0),  # the 4 of its name
+    (QUANTITY, "How many parameters does GPT-4 have?", "It has 1.8 trillion parameters.", 1),
+    (QUANTITY, "How much did it cost?", "It cost five million dollars.", 1),
+    (QUANTITY, "How much did it cost?", "It cost a lot.", 0),
+])
+def test_kind_fit_needs_a_name_time_or_quantity_the_question_lacks(kind, question, text, fit):
+    assert kind_fit(kind, question=question, text=text) == fit
+
+
+def test_an_unknown_kind_is_a_programming_error():
+    with pytest.raises(ValueError, match="unknown answer kind"):
+        kind_fit("colour", question="What colour?", text="Red.")
+
+
+def test_wording_weighs_rare_question_words_above_common_ones():
+    from query.answer import Wording
+    from query.searcher import open_searcher
+
+    wording = Wording("What do critics of open-source AI models underestimate?", keyword=open_searcher(INDEX).keyword)
+    answer = "Their critics dwell on the dangers and underestimate the benefits"
+    title = "Why open-source AI models are good for the world"
+    assert wording.coverage(answer) > wording.coverage(title)  # 2 rare words against 4 common ones
+    assert wording.adds_to_question(answer) and wording.adds_to_question(title)
+    assert not wording.adds_to_question("Open-source AI models: critics underestimate!")
+
+
+def test_function_words_are_no_wording():
+    from query.answer import Wording
+    from query.searcher import open_searcher
+
+    wording = Wording("Why is that so?", keyword=open_searcher(INDEX).keyword)
+    assert wording.weights == {} and wording.coverage("It moves so quickly.") == 0.0
+
+
+def test_who_runs_eleutherai_is_answered_with_a_name():
+    answer = ask("Who runs EleutherAI?", index=INDEX)
+    assert answer.confident and "Stella Biderman" in answer.answer
+
+
+@pytest.mark.parametrize("question", ["When was EleutherAI founded?", "How many parameters does the LLaMA model have?"])
+def test_a_question_whose_kind_of_answer_is_nowhere_is_not_answered(question):
+    answer = ask(question, index=INDEX)
+    assert answer.answer is None and not answer.confident and answer.hits
+
+
+def test_a_title_that_restates_the_question_is_not_its_answer():
+    question = 'Who drew the illustration for "Why open-source AI models are good for the world"?'
+    answer = ask(question, index=INDEX)
+    assert answer.answer != "Why open-source AI models are good for the world"
+    assert answer.answer is None or "Nicholas Kempton" in answer.answer
