@@ -33,17 +33,18 @@ QUERIES = {
 }
 
 
-def write_beir(folder: Path) -> Path:
+def write_beir(folder: Path, *, documents: dict = DOCUMENTS, queries: dict = QUERIES, split: str = "train") -> Path:
+    """A BEIR folder of ``documents`` (key: (title, text)) and ``queries`` (id: (text, relevant key))."""
     (folder / "qrels").mkdir(parents=True)
     (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": key, "title": title, "text": text}) + "\n" for key, (title, text) in DOCUMENTS.items()),
+        "".join(json.dumps({"_id": key, "title": title, "text": text}) + "\n" for key, (title, text) in documents.items()),
         encoding="utf-8",
     )
     (folder / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": qid, "text": text}) + "\n" for qid, (text, _) in QUERIES.items()), encoding="utf-8"
+        "".join(json.dumps({"_id": qid, "text": text}) + "\n" for qid, (text, _) in queries.items()), encoding="utf-8"
     )
-    (folder / "qrels" / "train.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{qid}\t{doc}\t1\n" for qid, (_, doc) in QUERIES.items()),
+    (folder / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{qid}\t{doc}\t1\n" for qid, (_, doc) in queries.items()),
         encoding="utf-8",
     )
     return folder

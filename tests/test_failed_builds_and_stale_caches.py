@@ -11,6 +11,7 @@ import pytest
 
 from indexer.build import build_index
 from indexer.errors import SemindexError
+from test_evaluate import write_beir
 
 DOCUMENTS = {
     "bees": ("Honey bee colonies", "Worker bees forage for nectar and pollen and store honey in wax combs."),
@@ -43,22 +44,6 @@ def test_a_failed_build_keeps_an_index_folder_that_was_there(kites, tmp_path):
     assert (tmp_path / "index").is_dir()
 
 
-def write_beir(folder: Path) -> Path:
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": key, "title": title, "text": text}) + "\n" for key, (title, text) in DOCUMENTS.items()),
-        encoding="utf-8",
-    )
-    (folder / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": qid, "text": text}) + "\n" for qid, (text, _) in QUERIES.items()), encoding="utf-8"
-    )
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{qid}\t{doc}\t1\n" for qid, (_, doc) in QUERIES.items()),
-        encoding="utf-8",
-    )
-    return folder
-
-
 def change_weights(model: Path) -> None:
     from safetensors.torch import load_file, save_file
 
@@ -83,7 +68,7 @@ def test_a_beir_cache_is_embedded_again_when_its_model_folder_changes(tmp_path, 
     monkeypatch.setenv("SEMINDEX_NO_ONNX", "1")  # embed with sentence-transformers: no export of the copy
     model = tmp_path / "model"
     shutil.copytree(default_model_folder(), model)
-    folder = write_beir(tmp_path / "tiny")
+    folder = write_beir(tmp_path / "tiny", documents=DOCUMENTS, queries=QUERIES, split="test")
     cache = tmp_path / "cache"
 
     def evaluate() -> tuple[str, dict]:
