@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -725,14 +725,24 @@ def _article_summaries(parsed: list[ParsedFile]) -> dict[str, str]:
 
 
 def embed_text(kind: str, text: str, article: Article) -> str:
-    """What is embedded for a passage: short metadata passages get their article as context."""
+    """What is embedded for a passage: short metadata passages get their article as context
+    (a date as "Government Technology published “…” on May 12, 2023 (2023-05-12).")."""
     title = article.title or ""
     if kind == "publisher":
-        when = f" on {article.published}" if article.published else ""
-        return f"{text} published “{title}”{when}."
+        return f"“{title}” was published by {text}." if title else f"Published by {text}."
+    if kind == "date":
+        by = f"{article.publisher} published" if article.publisher else "Published"
+        when = f"{spelled_date(text)} ({text})" if text else ""  # "": the context alone, measured for its length
+        return f"{by} “{title}” on {when}." if title else f"{by} on {when}."
     if kind in ("excerpt", "related") and title:
         return f"{title}\n{text}"
     return text
+
+
+def spelled_date(iso: str) -> str:
+    """'2023-05-12' as 'May 12, 2023', the way articles and questions write a date."""
+    day = date.fromisoformat(iso)
+    return f"{day:%B} {day.day}, {day.year}"
 
 
 def make_passages(

@@ -1,8 +1,8 @@
 """Read one corpus file into articles (metadata) and segments (spans of the file to index).
 
 Formats handled in general, not by file name:
-- a record with YAML front matter: its title, excerpt and publisher become segments of
-  its article; each ``related`` entry becomes segments of THAT article, noting which
+- a record with YAML front matter: its title, excerpt, publisher and date become segments
+  of its article; each ``related`` entry becomes segments of THAT article, noting which
   file listed it; opaque fields (``secured``, image, amp and cdn URLs, scores) are
   neither indexed nor shown;
 - a bare body: a leading ``date YYYY-MM-DD`` is read as its date, a first short line as
@@ -30,6 +30,7 @@ NODE_PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
 """YAML node properties before a scalar: an anchor (``&name``) and a tag (``!!str``, ``!x``)."""
 OPENING_FENCE = re.compile(r"\A\ufeff?---[ \t]*\r?\n")
 LEADING_DATE = re.compile(r"\A\s*(?:date|published|dated)\s*:?\s*(?P<date>\d{4}-\d{2}-\d{2})\b\s*", re.I)
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DATE_FIELDS = ("publishedDateTime", "publishedDate", "published_at", "date")
 URL_FIELDS = ("webUrl", "originalUrl", "url")
 TEXT_FIELDS = ("title", "excerpt", "category", "type", *URL_FIELDS)
@@ -74,7 +75,7 @@ class Article:
 class Segment:
     """A span of a file to index, cited to ``article``.
 
-    ``kind`` is one of ``title``, ``excerpt``, ``publisher``, ``related``, ``meta``, ``body``.
+    ``kind`` is one of ``title``, ``excerpt``, ``publisher``, ``date``, ``related``, ``meta``, ``body``.
     """
 
     file: str
@@ -239,6 +240,8 @@ def _parse_front_matter(
             segments.append(_scalar_segment(name, text, offset, nodes[field_name], kind, record.key))
     if record.publisher and (provider_node := _publisher_node(nodes)) is not None:
         segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", record.key))
+    if (date_segment := _date_segment(name, text, offset, data, nodes, record.key)) is not None:
+        segments.append(date_segment)
     related = data.get("related") or []
     if not isinstance(related, list):
         raise InputError(name, f"field 'related' must be a list, got {_type_name(related)}")
@@ -256,6 +259,8 @@ def _parse_front_matter(
             segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "related", other.key, listed_by=name))
         if other.publisher and (provider_node := _publisher_node(entry_nodes)) is not None:
             segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", other.key, listed_by=name))
+        if (date_segment := _date_segment(name, text, offset, entry, entry_nodes, other.key, listed_by=name)) is not None:
+            segments.append(date_segment)
 
 
 def _type_name(value: Any) -> str:
@@ -327,6 +332,21 @@ def _scalar_segment(
     start += len(raw) - len(raw.lstrip())
     end = max(start, end - (len(raw) - len(raw.rstrip())))
     return Segment(file=name, start=start, end=end, kind=kind, article=article, listed_by=listed_by)
+
+
+def _date_segment(
+    name: str, text: str, offset: int, data: dict, nodes: dict[str, Any], article: str, *, listed_by: str | None = None
+) -> Segment | None:
+    """The ``YYYY-MM-DD`` that opens the date field :func:`_article_from_fields` read (a
+    timestamp's time of day left out), or None when there is none. It is a passage of its own,
+    so "When was … published?" can be answered with a span of the file."""
+    key = next((key for key in DATE_FIELDS if data.get(key) is not None), None)
+    if key is None:
+        return None
+    segment = _scalar_segment(name, text, offset, nodes[key], "date", article, listed_by=listed_by)
+    match = ISO_DATE.match(text, segment.start, segment.end)  # iso_date read this very value
+    segment.end = match.end()
+    return segment
 
 
 # --- bodies ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
-from query.answer_kinds import WHO, expected_kind, kind_fit
+from query.answer_kinds import WHEN, WHO, expected_kind, kind_fit
 from query.results import Answer, Hit
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ ANSWER_PASSAGES = 3
 choose from, and more chances to prefer a sentence of a lower-ranked passage wrongly."""
 RANK_PENALTY = 0.05
 """Subtracted from a sentence's cosine per rank of its passage, so retrieval order breaks near-ties."""
-METADATA_KINDS = frozenset({"title", "publisher", "meta"})
+METADATA_KINDS = frozenset({"title", "publisher", "date", "meta"})
 """Passages that are one fact about an article: answered whole, judged by their embedded
-rendering (e.g. "Government Technology published “…” on 2023-05-12.")."""
+rendering (the date "2023-05-12" as "Government Technology published “…” on May 12, 2023
+(2023-05-12).")."""
 CONFIDENCE_THRESHOLD = 0.451
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
 FULL_NAME_EVIDENCE = 0.10
@@ -92,6 +93,8 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
     kind = expected_kind(question)
     candidates, fits = [], []
     for hit in hits[:ANSWER_PASSAGES]:
+        if hit.citation.kind == "date" and kind != WHEN:  # a bare date answers when, and nothing else
+            continue
         if hit.citation.kind in METADATA_KINDS:
             spans, evidence = [(0, len(hit.text))], hit.embedded
         else:

@@ -23,7 +23,8 @@ WHO, WHEN, QUANTITY = "who", "when", "quantity"
 
 _ASKS = (
     (WHO, re.compile(r"(who|whom|whose)\b")),
-    (WHEN, re.compile(r"(when\b|((in|on|at|by) )?(what|which) (year|date|day|month|decade|century)\b)")),
+    (WHEN, re.compile(r"(when\b|((in|on|at|by) )?(what|which)( (is|was|were|are) the)?( \w+)? "
+                      r"(year|date|day|month|decade|century)\b)")),
     (QUANTITY, re.compile(r"how (many|much)\b")),
 )
 _FULL_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")

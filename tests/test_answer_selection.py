@@ -18,6 +18,8 @@ INDEX = Path(__file__).resolve().parent.parent / "index"
     ("When was EleutherAI founded?", WHEN),
     ("In what year did Meta release LLaMA?", WHEN),
     ("On which date did the piece appear?", WHEN),
+    ("What was the publication date of the govtech.com article?", WHEN),
+    ("What is the release year of LLaMA?", WHEN),
     ("How many parameters does GPT-4 have?", QUANTITY),
     ("How much did Meta spend?", QUANTITY),
     ("What did Google reveal?", None),
@@ -95,3 +97,23 @@ def test_a_title_that_restates_the_question_is_not_its_answer():
     answer = ask(question, index=INDEX)
     assert answer.answer != "Why open-source AI models are good for the world"
     assert answer.answer is None or "Nicholas Kempton" in answer.answer
+
+
+@pytest.mark.parametrize("question, date, file", [
+    ("When did MIT Technology Review run its story on the open-source AI boom?", "2023-05-12", "000_0731edafe08874d2.txt"),
+    ("What was the publication date of the VentureBeat article about Big Tech mulling over moats?", "2023-05-15",
+     "001_b1e94322d9932e65.txt"),
+])
+def test_a_when_question_about_an_article_is_answered_with_its_date_in_the_file(question, date, file):
+    answer = ask(question, index=INDEX)
+    assert answer.confident and answer.answer == date
+    citation = answer.citations[0]
+    assert citation.kind == "date" and citation.file == file and citation.published == date
+    text = (INDEX.parent / "corpus" / file).read_text(encoding="utf-8")
+    assert text[slice(*answer.answer_chars)] == date
+
+
+def test_a_bare_date_answers_no_question_but_when():
+    answer = ask("What was the VentureBeat story related to the open-source AI boom called?", index=INDEX)
+    assert answer.answer is None or "2023" not in answer.answer
+    assert any(hit.citation.kind == "date" for hit in answer.hits)  # it was there to take

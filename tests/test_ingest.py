@@ -278,6 +278,31 @@ def test_record_fields_are_passages_cited_to_the_record(records: Built, kind: st
     assert article["title"] == ALPHA_TITLE
 
 
+def test_a_records_date_is_a_passage_spanning_the_day_of_its_date_field(records: Built) -> None:
+    """The date field's YYYY-MM-DD (not its time of day) is a passage of its own, cited to the
+    record, and embedded with the publisher and title it dates."""
+    dated = [p for p in records.passages if p["kind"] == "date" and p["article"] == ALPHA_URL]
+    passage = _only(dated, "dating the alpha record")
+    assert passage["text"] == "2024-06-01"
+    source = _only([s for s in passage["sources"] if s["file"] == "rec_alpha.txt"], "in rec_alpha.txt")
+    assert source["listed_by"] is None
+    assert RECORD_ALPHA[slice(*source["chars"])] == "2024-06-01"
+    assert RECORD_ALPHA.splitlines()[source["lines"][0] - 1].startswith("publishedDateTime: 2024-06-01T10:00:00Z")
+    assert passage["embedded"] == f"Alpha Courier published “{ALPHA_TITLE}” on June 1, 2024 (2024-06-01)."
+
+
+def test_a_related_entrys_date_dates_that_article_once_for_every_record_listing_it(records: Built) -> None:
+    passage = _only([p for p in records.passages if p["kind"] == "date" and p["article"] == BETA_URL], "dating beta")
+    assert passage["text"] == "2024-05-30"
+    assert {(s["file"], s["listed_by"]) for s in passage["sources"]} == {
+        ("rec_alpha.txt", "rec_alpha.txt"), ("sub/rec_gamma.md", "sub/rec_gamma.md")}
+    for source in passage["sources"]:
+        text = RECORD_ALPHA if source["file"] == "rec_alpha.txt" else RECORD_GAMMA
+        assert text[slice(*source["chars"])] == "2024-05-30"
+    quoted = _only([p for p in records.passages if p["kind"] == "date" and p["article"] == GAMMA_URL], "dating gamma")
+    assert quoted["text"] == "2024-06-02"  # inside the quotes of "2024-06-02T07:30:00Z"
+
+
 def test_folded_scalar_and_unquoted_fields_of_a_record(records: Built) -> None:
     """A `>-` folded excerpt and an unquoted URL/date string are read like quoted ones."""
     excerpt = _only(records.passages_with(GAMMA_EXCERPT), "for the folded excerpt")
