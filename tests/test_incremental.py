@@ -181,8 +181,8 @@ def test_new_title_re_embeds_only_the_passages_that_embed_it(embedder, small) ->
     files["r0001.md"] = files["r0001.md"].replace(old, '"Completely new headline for the story"')
     write_corpus(corpus, files)
     report = build_index(corpus=corpus, index=index, embedder=embedder)
-    # the title passage, and the excerpt and publisher passages that embed the title
-    assert report.embedded == 3, report
+    # the title passage, and the excerpt, publisher and date passages that embed the title
+    assert report.embedded == 4, report
     stored = StoredIndex.open(index)
     key = files["r0001.md"].split('webUrl: "', 1)[1].split('"', 1)[0]
     assert stored.articles[key]["title"] == "Completely new headline for the story"
