@@ -66,9 +66,9 @@ def main() -> None:
     for t in (threshold, CONFIDENCE_THRESHOLD):
         rates = [sum(c >= t for c in groups["right"]) / len(groups["right"])]
         rates += [sum(c < t for c in groups[name]) / len(groups[name]) for name in list(groups)[1:]]
-        print(f"threshold {t:.3f}: answers {rates[0]:.1%} of right, abstains on {rates[1]:.1%} of wrong or "
+        print(f"threshold {t:.4f}: answers {rates[0]:.1%} of right, abstains on {rates[1]:.1%} of wrong or "
               f"unanswerable and {rates[2]:.1%} of off-topic (mean {sum(rates) / 3:.1%})")
-    print(f"suggested CONFIDENCE_THRESHOLD = {threshold:.3f} (in use: {CONFIDENCE_THRESHOLD})")
+    print(f"suggested CONFIDENCE_THRESHOLD = {threshold:.4f} (in use: {CONFIDENCE_THRESHOLD})")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ _ASKS = (
                       r"(year|date|day|month|decade|century)\b)")),
     (QUANTITY, re.compile(r"how (many|much)\b")),
 )
+_QUESTION_WORD = re.compile(r"\b(who|whom|whose|when|what|which|where|why|how)\b")
 _FULL_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")
 """Two or more capitalised words in a row ("Stella Biderman", "Booz Allen Hamilton", "Meta AI")."""
 _CAPITALISED = re.compile(r"[A-Z][\w’'.\-]*")
@@ -51,8 +52,15 @@ _WORD = re.compile(r"\w+")
 
 
 def expected_kind(question: str) -> str | None:
-    """``who``, ``when`` or ``quantity`` when the question's opening asks for one, else None."""
-    opening = question.strip().lower()
+    """``who``, ``when`` or ``quantity`` when the question's first question word asks for one,
+    else None. A lead-in before it is skipped ("According to the memo, who …?", "Since when …?",
+    "Exactly how many …?"); a later question word is a clause of the question ("What did the
+    engineer who wrote the memo say?")."""
+    lowered = question.lower()
+    first = _QUESTION_WORD.search(lowered)
+    if first is None:
+        return None
+    opening = lowered[first.start():]
     return next((kind for kind, asks in _ASKS if asks.match(opening)), None)
 
 
@@ -66,7 +74,7 @@ def kind_fit(kind: str, *, question: str, text: str) -> int:
         if _is_heading(text):  # capitalised throughout: its runs of capitals are not names
             return 0
         new = lambda name: not {w.lower() for w in _WORD.findall(name)} & asked  # noqa: E731
-        if any(new(name.group()) for name in _FULL_NAME.finditer(text)):
+        if any(new(name) for name in _full_names(text)):
             return 2
         inside = [m.group() for m in _CAPITALISED.finditer(text) if text[:m.start()].strip(" “\"‘'(")]
         return int(any(new(word) and word.lower() not in _NOT_NAMES for word in inside))
@@ -76,6 +84,21 @@ def kind_fit(kind: str, *, question: str, text: str) -> int:
         given = set(_NUMBER.findall(question))
         return int(any(n not in given for n in _NUMBER.findall(text)) or bool(_NUMBER_WORDS.search(text)))
     raise ValueError(f"unknown answer kind {kind!r}")
+
+
+def _full_names(text: str) -> list[str]:
+    """Runs of two or more capitalised words, less a capitalised function word that opens or
+    closes one: "A Google engineer's memo" names Google alone, not "A Google"."""
+    names = []
+    for run in _FULL_NAME.finditer(text):
+        words = run.group().split()
+        while words and words[0].lower() in _NOT_NAMES:
+            words.pop(0)
+        while words and words[-1].lower() in _NOT_NAMES:
+            words.pop()
+        if len(words) >= 2:
+            names.append(" ".join(words))
+    return names
 
 
 def _is_heading(text: str) -> bool:

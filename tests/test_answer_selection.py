@@ -26,6 +26,10 @@ INDEX = Path(__file__).resolve().parent.parent / "index"
     ("Which company made PyTorch?", None),
     ("How do open models compare?", None),
     ("Where is EleutherAI based?", None),
+    ("According to the memo, who is eating Google's lunch?", WHO),  # a lead-in before the question word
+    ("Since when has Pineau led Meta AI?", WHEN),
+    ("Exactly how many models build on LLaMA?", QUANTITY),
+    ("What did the engineer who wrote the memo say?", None),  # "who" of a clause, not the question
 ])
 def test_expected_kind_reads_the_question_opening(question, kind):
     assert expected_kind(question) == kind
@@ -42,6 +46,7 @@ def test_expected_kind_reads_the_question_opening(question, kind):
     (WHO, "Who consults?", "She also works for Booz Allen Hamilton.", 2),
     (WHO, "Who drew it?", "Illustration: Nicholas Kempton", 2),
     (WHO, "Who wrote it?", "Lessons from the Open-Source Community", 0),  # a heading, not a name
+    (WHO, "Who wrote the review?", "A Google engineer's memo leaked.", 1),  # Google, not "A Google"
     (WHEN, "When was it founded?", "It was founded in 2020.", 1),
     (WHEN, "When was it founded?", "It was founded by a bunch of coders.", 0),
     (WHEN, "When did it appear?", "From the November 9th 2024 edition", 1),
