@@ -25,7 +25,7 @@ _ASKS = (
     (WHO, re.compile(r"(who|whom|whose)\b")),
     (WHEN, re.compile(r"(when\b|((in|on|at|by) )?(what|which)( (is|was|were|are) the)?( \w+)? "
                       r"(year|date|day|month|decade|century)\b)")),
-    (QUANTITY, re.compile(r"how (many|much)\b")),
+    (QUANTITY, re.compile(r"how (many|much|big|large|small|long|old|tall|high|far|heavy|wide|deep|fast)\b")),
 )
 _QUESTION_WORD = re.compile(r"\b(who|whom|whose|when|what|which|where|why|how)\b")
 _FULL_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")

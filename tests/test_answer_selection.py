@@ -29,6 +29,8 @@ INDEX = Path(__file__).resolve().parent.parent / "index"
     ("According to the memo, who is eating Google's lunch?", WHO),  # a lead-in before the question word
     ("Since when has Pineau led Meta AI?", WHEN),
     ("Exactly how many models build on LLaMA?", QUANTITY),
+    ("How big is the Pile?", QUANTITY),  # a size is a number too
+    ("How long will the boom last?", QUANTITY),
     ("What did the engineer who wrote the memo say?", None),  # "who" of a clause, not the question
 ])
 def test_expected_kind_reads_the_question_opening(question, kind):
@@ -91,7 +93,8 @@ def test_who_runs_eleutherai_is_answered_with_a_name():
     assert answer.confident and "Stella Biderman" in answer.answer
 
 
-@pytest.mark.parametrize("question", ["When was EleutherAI founded?", "How many parameters does the LLaMA model have?"])
+@pytest.mark.parametrize("question", ["When was EleutherAI founded?", "How many parameters does the LLaMA model have?",
+                                      "How big is the Pile data set?"])
 def test_a_question_whose_kind_of_answer_is_nowhere_is_not_answered(question):
     answer = ask(question, index=INDEX)
     assert answer.answer is None and not answer.confident and answer.hits
