@@ -32,7 +32,7 @@ METADATA_KINDS = frozenset({"title", "publisher", "date", "meta"})
 """Passages that are one fact about an article: answered whole, judged by their embedded
 rendering (the date "2023-05-12" as "Government Technology published “…” on May 12, 2023
 (2023-05-12).")."""
-CONFIDENCE_THRESHOLD = 0.451
+CONFIDENCE_THRESHOLD = 0.4514
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
 FULL_NAME_EVIDENCE = 0.10
 """Added to the confidence of a who-question's answer that holds a full name, the shape the
@@ -101,7 +101,8 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
             spans, evidence = sentence_spans(hit.text) or [(0, len(hit.text))], None
         for start, end in spans:
             shown = hit.text[start:end]
-            fit = 1 if kind is None else kind_fit(kind, question=question, text=shown)
+            fit = 1 if kind is None else kind_fit(kind, question=question, text=shown,
+                                                  is_name=hit.citation.kind == "publisher")
             if fit and wording.adds_to_question(shown):
                 candidates.append((hit, start, end, evidence or shown))
                 fits.append(fit)
@@ -129,7 +130,8 @@ def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question, k
         return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits)
     hit, start, end, cosine = chosen
     confidence = confidence_score(cosine, wording.coverage(hit.embedded or hit.text))
-    if expected_kind(question) == WHO and kind_fit(WHO, question=question, text=hit.text[start:end]) == 2:
+    if expected_kind(question) == WHO and kind_fit(WHO, question=question, text=hit.text[start:end],
+                                                   is_name=hit.citation.kind == "publisher") == 2:
         confidence += FULL_NAME_EVIDENCE
     confident = confidence >= CONFIDENCE_THRESHOLD
     base = hit.citation.chars[0]

@@ -63,6 +63,17 @@ def test_kind_fit_needs_a_name_time_or_quantity_the_question_lacks(kind, questio
     assert kind_fit(kind, question=question, text=text) == fit
 
 
+def test_a_publishers_name_is_a_full_name_however_many_words():
+    assert kind_fit(WHO, question="Who published the story?", text="VentureBeat") == 0  # the first word of a sentence
+    assert kind_fit(WHO, question="Who published the story?", text="VentureBeat", is_name=True) == 2
+    assert kind_fit(WHO, question="Did VentureBeat publish it?", text="VentureBeat", is_name=True) == 0
+
+
+def test_who_published_a_title_is_answered_with_its_one_word_publisher():
+    answer = ask("Who published “Open source AI continues to celebrate as Big Tech mulls over moats”?", index=INDEX)
+    assert answer.confident and answer.answer == "VentureBeat" and answer.citations[0].kind == "publisher"
+
+
 def test_an_unknown_kind_is_a_programming_error():
     with pytest.raises(ValueError, match="unknown answer kind"):
         kind_fit("colour", question="What colour?", text="Red.")
