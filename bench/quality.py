@@ -8,7 +8,8 @@ every fusion and rescoring option tried, one row each.
 
 The SciFact corpus is indexed once into the cache (~/.cache/semindex/beir) and reused; the
 question sets (the gold questions, bench/calibration_questions.yaml's paraphrases, and the
-written development and test sets bench/dev_questions.yaml, bench/test_questions.yaml) run
+written development, test and fresh sets bench/dev_questions.yaml, bench/test_questions.yaml,
+bench/fresh_questions.yaml) run
 against the bundled index. Options are rankers built here from the
 searcher's own dense and keyword runs: the default's clause rescoring at other settings,
 then other fusions and extra runs in place of it ("no rescoring, ..."), to be read against
@@ -174,7 +175,8 @@ def main() -> None:
     name = f"{'SciFact' if args.beir == SHARED / 'scifact' else scifact.name} {split}"
     question_sets = {"gold questions": SHARED / "questions.yaml", "paraphrases": ROOT / "bench" / "calibration_questions.yaml",
                      "written, dev": ROOT / "bench" / "dev_questions.yaml",
-                     "written, test": ROOT / "bench" / "test_questions.yaml"}
+                     "written, test": ROOT / "bench" / "test_questions.yaml",
+                     "written, fresh": ROOT / "bench" / "fresh_questions.yaml"}
     beir = lambda label, ranker: [(name, evaluate_beir(scifact, split=split, ranker=ranker, label=label,  # noqa: E731
                                                       limit=args.limit))]
     questions = lambda label, ranker: [(name, evaluate_gold(path, index=index, ranker=ranker, label=label))  # noqa: E731

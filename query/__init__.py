@@ -33,13 +33,22 @@ def ask(
     question: str, *, index: Path | str | None = None, k: int = 5, mode: str = "hybrid", faiss_params: str | None = None
 ) -> Answer:
     """A short answer with its citation when the corpus holds one; otherwise ``answer`` is
-    None and ``confident`` False, and the nearest passages are still in ``hits``."""
-    from query.answer import answer_from_hits
-    from query.searcher import open_searcher
+    None and ``confident`` False, and the nearest passages are still in ``hits``.
 
+    The answer is drawn from the best ``ANSWER_PASSAGES`` (3) passages whatever ``k`` is, so
+    ``k`` only sets how many ``hits`` come back: the ``k`` best, and the answering passage
+    when it ranks below them (``hits[answer_hit - 1]`` is always it)."""
+    import dataclasses
+
+    from query.answer import ANSWER_PASSAGES, answer_from_hits
+    from query.searcher import check_query, open_searcher
+
+    check_query(question, k=k, mode=mode)
     searcher = open_searcher(index, faiss_params=faiss_params)
-    answer = answer_from_hits(question, searcher.search(question, k=k, mode=mode), embed=searcher.embed,
+    hits = searcher.search(question, k=max(k, ANSWER_PASSAGES), mode=mode)
+    answer = answer_from_hits(question, hits, embed=searcher.embed,
                               embed_question=searcher.embed_question, keyword=searcher.keyword)
+    answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)])
     if warning := searcher.stale_warning():
         answer.warnings.append(warning)
     return answer

@@ -159,3 +159,16 @@ def test_asking_for_more_hits_keeps_the_first_ones(make_corpus, tmp_path, embedd
         first = [h.passage_id for h in search(claim, k=5, index=index)]
         for k in (51, 60):
             assert [h.passage_id for h in search(claim, k=k, index=index)][:5] == first, (claim, k)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_k_sets_how_many_hits_ask_shows_not_where_it_looks(k):
+    """The answer comes from the best three passages whatever k is; the hits are the k best,
+    and the answering one when it ranks below them."""
+    question = "When did VentureBeat publish its story on Big Tech mulling over moats?"
+    answer = ask(question, k=k, index=INDEX)
+    assert answer.confident and answer.answer == "2023-05-15"
+    assert answer.hits[answer.answer_hit - 1].citation.kind == "date"
+    assert len(answer.hits) == max(k, answer.answer_hit)
+    assert [h.passage_id for h in answer.hits][:k] == [h.passage_id for h in search(question, k=k, index=INDEX)]
+    assert len(ask("Who won the 2022 FIFA World Cup?", k=k, index=INDEX).hits) == k
