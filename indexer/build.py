@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
-from indexer.documents import Article, ParsedFile, Segment, input_fingerprint, parse_file
+from indexer.documents import Article, ParsedFile, Segment, input_fingerprint, iso_date, parse_file
 from indexer.embedder import Embedder
 from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError, unencodable
 from indexer.faiss_build import new_faiss_index
@@ -732,17 +732,23 @@ def embed_text(kind: str, text: str, article: Article) -> str:
         return f"“{title}” was published by {text}." if title else f"Published by {text}."
     if kind == "date":
         by = f"{article.publisher} published" if article.publisher else "Published"
-        when = f"{spelled_date(text)} ({text})" if text else ""  # "": the context alone, measured for its length
+        day = iso_date(text) or article.published  # the field as written may be "2023-5-12T10:00:00Z"
+        when = f"{spelled_date(day)} ({text})" if text and day else text  # "": the context alone, measured for its length
         return f"{by} “{title}” on {when}." if title else f"{by} on {when}."
     if kind in ("excerpt", "related") and title:
         return f"{title}\n{text}"
     return text
 
 
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
 def spelled_date(iso: str) -> str:
-    """'2023-05-12' as 'May 12, 2023', the way articles and questions write a date."""
+    """'2023-05-12' as 'May 12, 2023', the way articles and questions write a date (in English
+    whatever the locale: it is embedded, and vectors must not depend on LC_TIME)."""
     day = date.fromisoformat(iso)
-    return f"{day:%B} {day.day}, {day.year}"
+    return f"{MONTHS[day.month - 1]} {day.day}, {day.year}"
 
 
 def make_passages(

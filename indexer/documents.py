@@ -240,8 +240,8 @@ def _parse_front_matter(
             segments.append(_scalar_segment(name, text, offset, nodes[field_name], kind, record.key))
     if record.publisher and (provider_node := _publisher_node(nodes)) is not None:
         segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", record.key))
-    if (date_segment := _date_segment(name, text, offset, data, nodes, record.key)) is not None:
-        segments.append(date_segment)
+    if (record.title or record.publisher) and (date_segment := _date_segment(name, text, offset, data, nodes, record.key)):
+        segments.append(date_segment)  # a date with neither says nothing a question could find
     related = data.get("related") or []
     if not isinstance(related, list):
         raise InputError(name, f"field 'related' must be a list, got {_type_name(related)}")
@@ -259,7 +259,8 @@ def _parse_front_matter(
             segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "related", other.key, listed_by=name))
         if other.publisher and (provider_node := _publisher_node(entry_nodes)) is not None:
             segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", other.key, listed_by=name))
-        if (date_segment := _date_segment(name, text, offset, entry, entry_nodes, other.key, listed_by=name)) is not None:
+        if (other.title or other.publisher) and (
+                date_segment := _date_segment(name, text, offset, entry, entry_nodes, other.key, listed_by=name)):
             segments.append(date_segment)
 
 
@@ -305,6 +306,12 @@ def _article_from_fields(name: str, data: dict, *, field_path: str) -> Article:
 
 
 def _mapping_nodes(node: Any) -> dict[str, Any]:
+    """A mapping node's fields (key → value node), merge keys (``<<: *defaults``) resolved
+    as ``yaml.safe_load`` resolves them, so every field it read has a node, and so a span."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        yaml.constructor.SafeConstructor().flatten_mapping(node)
     return {key.value: value for key, value in getattr(node, "value", []) if hasattr(key, "value")}
 
 
@@ -338,14 +345,15 @@ def _date_segment(
     name: str, text: str, offset: int, data: dict, nodes: dict[str, Any], article: str, *, listed_by: str | None = None
 ) -> Segment | None:
     """The ``YYYY-MM-DD`` that opens the date field :func:`_article_from_fields` read (a
-    timestamp's time of day left out), or None when there is none. It is a passage of its own,
-    so "When was … published?" can be answered with a span of the file."""
+    timestamp's time of day left out; the whole value when it is written otherwise), or None
+    when there is none. It is a passage of its own, so "When was … published?" can be
+    answered with a span of the file."""
     key = next((key for key in DATE_FIELDS if data.get(key) is not None), None)
     if key is None:
         return None
     segment = _scalar_segment(name, text, offset, nodes[key], "date", article, listed_by=listed_by)
-    match = ISO_DATE.match(text, segment.start, segment.end)  # iso_date read this very value
-    segment.end = match.end()
+    if match := ISO_DATE.match(text, segment.start, segment.end):  # else all of it: "2023-5-12", an escape
+        segment.end = match.end()
     return segment
 
 

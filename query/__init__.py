@@ -36,8 +36,8 @@ def ask(
     None and ``confident`` False, and the nearest passages are still in ``hits``.
 
     The answer is drawn from the best ``ANSWER_PASSAGES`` (3) passages whatever ``k`` is, so
-    ``k`` only sets how many ``hits`` come back: the ``k`` best, and the answering passage
-    when it ranks below them (``hits[answer_hit - 1]`` is always it)."""
+    ``k`` only sets how many ``hits`` come back: the ``k`` best, or down to the answering
+    passage when it ranks below them (``hits[answer_hit - 1]`` is always it)."""
     import dataclasses
 
     from query.answer import ANSWER_PASSAGES, answer_from_hits

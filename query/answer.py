@@ -14,6 +14,7 @@ how rare each word is). Off-topic questions fail both; the threshold was calibra
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
@@ -79,6 +80,28 @@ class Wording:
         return any(term not in self.weights for term in self.terms(text))
 
 
+PUBLICATION_WORDS = re.compile(r"\b(publish\w*|publication\w*|print\w*|outlets?|ran|run|runs|carr(y|ies|ied))\b")
+"""Words of a question about where an article appeared, which a publisher passage answers."""
+ARTICLE_WORDS = re.compile(r"\b(publish\w*|publication|print\w*|articles?|stor(y|ies)|pieces?|reports?|posts?|"
+                           r"leaders?|columns?|editorials?|features?|versions?)\b")
+"""Words of a question about an article, whose date passage may say when it appeared."""
+
+
+def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str | None) -> bool:
+    """May a passage of ``passage_kind`` answer ``question`` at all? A date passage, the bare
+    date of an article, answers only when-questions about an article ("When did VentureBeat
+    publish …?", not "When will the open-source AI boom end?"); a publisher passage only
+    questions about where one appeared ("Which outlet ran …?", not "Who is quoted in the
+    story …?"). Both are judged by renderings full of their article's title, which would
+    otherwise make them confident answers to any question about its subject."""
+    lowered = question.lower()
+    if passage_kind == "date":
+        return kind == WHEN and bool(ARTICLE_WORDS.search(lowered))
+    if passage_kind == "publisher":
+        return bool(PUBLICATION_WORDS.search(lowered))
+    return True
+
+
 def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:
     """The evidence that a passage answers: the mean of meaning and wording agreement."""
     return (sentence_cosine + keyword_coverage) / 2
@@ -93,7 +116,7 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
     kind = expected_kind(question)
     candidates, fits = [], []
     for hit in hits[:ANSWER_PASSAGES]:
-        if hit.citation.kind == "date" and kind != WHEN:  # a bare date answers when, and nothing else
+        if not answers_this_kind_of_question(hit.citation.kind, question=question, kind=kind):
             continue
         if hit.citation.kind in METADATA_KINDS:
             spans, evidence = [(0, len(hit.text))], hit.embedded

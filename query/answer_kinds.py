@@ -23,11 +23,15 @@ WHO, WHEN, QUANTITY = "who", "when", "quantity"
 
 _ASKS = (
     (WHO, re.compile(r"(who|whom|whose)\b")),
-    (WHEN, re.compile(r"(when\b|((in|on|at|by) )?(what|which)( (is|was|were|are) the)?( \w+)? "
-                      r"(year|date|day|month|decade|century)\b)")),
+    (WHEN, re.compile(r"when\b|((in|on|at|by|since|until) )?(what|which) (year|date|day|month|decade|century)\b(?![’'-])"
+                      r"|(what|which)(['’]s| is| was| were| are) the (\w+ )?(date|year)\b(?![’'-])")),
     (QUANTITY, re.compile(r"how (many|much|big|large|small|long|old|tall|high|far|heavy|wide|deep|fast)\b")),
 )
 _QUESTION_WORD = re.compile(r"\b(who|whom|whose|when|what|which|where|why|how)\b")
+_CLAUSE_QUESTION_WORD = re.compile(r"(^|[,:;]\s*)(who|whom|whose|when|what|which|where|why|how)\b")
+_YES_NO = re.compile(r"(do|does|did|is|are|was|were|am|can|could|will|would|shall|should|may|might|must|has|have|had)\b")
+"""An auxiliary verb opening a question makes it a yes/no question ("Did the engineer who wrote
+the memo work at Google?"), whatever question word follows."""
 _FULL_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")
 """Two or more capitalised words in a row ("Stella Biderman", "Booz Allen Hamilton", "Meta AI")."""
 _CAPITALISED = re.compile(r"[A-Z][\w’'.\-]*")
@@ -37,8 +41,8 @@ _NOT_NAMES = frozenset("a an and as at but by for from he her his i if in it its
 _TITLE_CASE_GLUE = frozenset("a an and as at by for from in of on or the to vs with".split())
 """The only lowercase words a Title Case heading has ("Lessons from the Open-Source Community")."""
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_TIME = re.compile(
-    rf"\b(1[5-9]\d\d|20\d\d)s?\b|\b\d{{4}}-\d\d-\d\d\b|\b({_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|"
+_TIME = re.compile(  # a whole ISO date before its year: "2023-05-15" is new to "When in 2023 …?"
+    rf"\b\d{{4}}-\d\d-\d\d\b|\b(1[5-9]\d\d|20\d\d)s?\b|\b({_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|"
     r"Saturday|Sunday)\b|\b(ago|yesterday|today|tomorrow|decades?|centur(y|ies))\b|\b(last|next|this) "
     r"(week|month|year|spring|summer|autumn|fall|winter)\b",
 )
@@ -52,15 +56,18 @@ _WORD = re.compile(r"\w+")
 
 
 def expected_kind(question: str) -> str | None:
-    """``who``, ``when`` or ``quantity`` when the question's first question word asks for one,
-    else None. A lead-in before it is skipped ("According to the memo, who …?", "Since when …?",
-    "Exactly how many …?"); a later question word is a clause of the question ("What did the
-    engineer who wrote the memo say?")."""
-    lowered = question.lower()
-    first = _QUESTION_WORD.search(lowered)
+    """``who``, ``when`` or ``quantity`` when the question's question word asks for one, else
+    None. That word is the first one opening the question or a clause after a comma or colon
+    ("According to the article on how open source wins, who leaked the memo?"), failing that
+    the first anywhere ("Since when …?", "Exactly how many …?"); a later one belongs to a
+    clause ("What did the engineer who wrote the memo say?"). A yes/no question has none."""
+    lowered = question.strip().lower()
+    if _YES_NO.match(lowered):
+        return None
+    first = _CLAUSE_QUESTION_WORD.search(lowered) or _QUESTION_WORD.search(lowered)
     if first is None:
         return None
-    opening = lowered[first.start():]
+    opening = lowered[first.start(first.lastindex):]
     return next((kind for kind, asks in _ASKS if asks.match(opening)), None)
 
 
@@ -90,15 +97,13 @@ def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False) -> i
 
 
 def _full_names(text: str) -> list[str]:
-    """Runs of two or more capitalised words, less a capitalised function word that opens or
-    closes one: "A Google engineer's memo" names Google alone, not "A Google"."""
+    """Runs of two or more capitalised words, less the capitalised function words that open
+    one: "A Google engineer's memo" names Google alone, not "A Google"."""
     names = []
     for run in _FULL_NAME.finditer(text):
         words = run.group().split()
         while words and words[0].lower() in _NOT_NAMES:
             words.pop(0)
-        while words and words[-1].lower() in _NOT_NAMES:
-            words.pop()
         if len(words) >= 2:
             names.append(" ".join(words))
     return names

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from query import ask
+from query.answer import answers_this_kind_of_question
 from query.answer_kinds import QUANTITY, WHEN, WHO, expected_kind, kind_fit
 
 INDEX = Path(__file__).resolve().parent.parent / "index"
@@ -32,6 +33,12 @@ INDEX = Path(__file__).resolve().parent.parent / "index"
     ("How big is the Pile?", QUANTITY),  # a size is a number too
     ("How long will the boom last?", QUANTITY),
     ("What did the engineer who wrote the memo say?", None),  # "who" of a clause, not the question
+    ("According to the piece on how open source wins, who leaked the memo?", WHO),  # the clause after the comma
+    ("Did the engineer who wrote the memo work at Google?", None),  # a yes/no question
+    ("Does the article say who funds EleutherAI?", None),
+    ("What is the day job of Stella Biderman?", None),  # a day job is no time
+    ("What was the year's biggest release?", None),
+    ("What's the publication date of the piece?", WHEN),
 ])
 def test_expected_kind_reads_the_question_opening(question, kind):
     assert expected_kind(question) == kind
@@ -54,6 +61,7 @@ def test_expected_kind_reads_the_question_opening(question, kind):
     (WHEN, "When did it appear?", "From the November 9th 2024 edition", 1),
     (WHEN, "When will it happen?", "It may happen.", 0),  # the verb, not the month
     (WHEN, "When was it published?", "Published 2023-05-12.", 1),
+    (WHEN, "When in 2023 was it published?", "2023-05-15", 1),  # the whole date, not its year, is the time
     (QUANTITY, "How many parameters does GPT-4 have?", "GPT-4 is large.", 0),  # the 4 of its name
     (QUANTITY, "How many parameters does GPT-4 have?", "It has 1.8 trillion parameters.", 1),
     (QUANTITY, "How much did it cost?", "It cost five million dollars.", 1),
@@ -136,3 +144,26 @@ def test_a_bare_date_answers_no_question_but_when():
     answer = ask("What was the VentureBeat story related to the open-source AI boom called?", index=INDEX)
     assert answer.answer is None or "2023" not in answer.answer
     assert any(hit.citation.kind == "date" for hit in answer.hits)  # it was there to take
+
+
+@pytest.mark.parametrize("passage_kind, question, answers", [
+    ("date", "When did VentureBeat publish its story on moats?", True),
+    ("date", "When did the related VentureBeat article come out?", True),
+    ("date", "When will the open-source AI boom end?", False),  # no article, no publication
+    ("date", "What did VentureBeat publish?", False),  # not a when-question
+    ("publisher", "Which outlet ran the story?", True),
+    ("publisher", "Who is the publisher of the article?", True),
+    ("publisher", "Who is quoted in the story about moats?", False),  # its subject, not where it appeared
+    ("body", "Who funds the open-source AI boom?", True),
+])
+def test_a_date_or_publisher_passage_answers_only_questions_about_that(passage_kind, question, answers):
+    from query.answer_kinds import expected_kind
+
+    assert answers_this_kind_of_question(passage_kind, question=question, kind=expected_kind(question)) is answers
+
+
+@pytest.mark.parametrize("question", ["When will the open-source AI boom end, according to Big Tech?",
+                                      "Who funds the open-source AI boom?"])
+def test_a_question_about_an_articles_subject_gets_no_date_or_publisher(question):
+    answer = ask(question, index=INDEX)
+    assert not answer.confident or answer.citations[0].kind not in ("date", "publisher")

@@ -164,7 +164,7 @@ def test_asking_for_more_hits_keeps_the_first_ones(make_corpus, tmp_path, embedd
 @pytest.mark.parametrize("k", [1, 2, 5])
 def test_k_sets_how_many_hits_ask_shows_not_where_it_looks(k):
     """The answer comes from the best three passages whatever k is; the hits are the k best,
-    and the answering one when it ranks below them."""
+    or down to the answering one when it ranks below them."""
     question = "When did VentureBeat publish its story on Big Tech mulling over moats?"
     answer = ask(question, k=k, index=INDEX)
     assert answer.confident and answer.answer == "2023-05-15"

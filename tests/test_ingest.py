@@ -632,6 +632,43 @@ def test_a_title_span_leaves_out_yaml_anchors_and_tags(tmp_path, value):
     assert parsed.text[title.start : title.end] == parsed.articles["https://example.com/a"].title
 
 
+@pytest.mark.parametrize(("field", "span"), [
+    ("publishedDateTime: 2023-05-12T10:00:00+02:00", "2023-05-12"),
+    ("date: '  2023-05-12 (updated)'", "2023-05-12"),
+    ("date: |\n  2023-05-12", "2023-05-12"),
+    ("publishedDateTime: 2023-5-2T10:00:00Z", "2023-5-2T10:00:00Z"),  # a timestamp YAML reads, not zero-padded
+    ('date: "\\t2023-05-12"', "\\t2023-05-12"),  # an escape: the value as the file writes it
+])
+def test_a_date_passage_is_the_day_its_field_opens_with_else_the_whole_value(tmp_path, field, span):
+    path = tmp_path / "d.md"
+    path.write_text(f"---\ntitle: Dated\n{field}\nwebUrl: https://example.com/d\n---\nBody text here.\n", encoding="utf-8")
+    parsed = parse_file(path, "d.md")
+    [dated] = [s for s in parsed.segments if s.kind == "date"]
+    assert parsed.text[dated.start : dated.end] == span
+
+
+def test_a_date_merged_from_an_anchor_is_a_span_of_the_anchor(tmp_path):
+    path = tmp_path / "m.md"
+    path.write_text("---\ntitle: Own\nwebUrl: https://example.com/own\ndefaults: &d\n  publishedDateTime: 2023-05-11T10:00:00Z\n"
+                    "related:\n  - <<: *d\n    title: Other story\n    url: https://example.com/other\n---\nBody.\n",
+                    encoding="utf-8")
+    parsed = parse_file(path, "m.md")
+    [dated] = [s for s in parsed.segments if s.kind == "date"]
+    assert (dated.article, parsed.text[dated.start : dated.end]) == ("https://example.com/other", "2023-05-11")
+
+
+def test_a_date_with_no_title_or_publisher_is_no_passage(tmp_path):
+    path = tmp_path / "n.md"
+    path.write_text("---\ndate: 2023-05-11\nwebUrl: https://example.com/n\n---\nBody text here.\n", encoding="utf-8")
+    assert not [s for s in parse_file(path, "n.md").segments if s.kind == "date"]
+
+
+def test_a_date_is_spelled_in_english_whatever_the_locale():
+    from indexer.build import spelled_date
+
+    assert spelled_date("2023-05-12") == "May 12, 2023" and spelled_date("2024-11-09") == "November 9, 2024"
+
+
 def test_classic_mac_line_ends_are_lines(tmp_path):
     path = tmp_path / "mac.txt"
     path.write_bytes(b"date 2024-05-17\r\rKites fly over Brighton.\r\rParrots live in the Amazon.\r")
