@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
-from query.answer_kinds import WHEN, WHO, expected_kind, kind_fit
+from query.answer_kinds import WHEN, expected_kind, kind_fit
 from query.results import Answer, Hit
 
 if TYPE_CHECKING:
@@ -108,11 +108,12 @@ def confidence_score(sentence_cosine: float, keyword_coverage: float) -> float:
 
 
 def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
-                  wording: Wording) -> tuple[Hit, int, int, float] | None:
-    """(hit, start, end, cosine) of the sentence of the top hits that best answers
-    ``question`` by meaning and wording; ``start``/``end`` index into the hit's text. None
-    when no sentence can be an answer. ``embed`` maps passage-like texts and
-    ``embed_question`` the question to unit vectors."""
+                  wording: Wording) -> tuple[Hit, int, int, float, bool] | None:
+    """(hit, start, end, cosine, full_name) of the sentence of the top hits that best answers
+    ``question`` by meaning and wording; ``start``/``end`` index into the hit's text;
+    ``full_name``: it holds the full name a who-question asks for. None when no sentence can
+    be an answer. ``embed`` maps passage-like texts and ``embed_question`` the question to
+    unit vectors."""
     kind = expected_kind(question)
     candidates, fits = [], []
     for hit in hits[:ANSWER_PASSAGES]:
@@ -131,7 +132,8 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
                 fits.append(fit)
     if not candidates:
         return None
-    candidates = [candidate for candidate, fit in zip(candidates, fits) if fit == max(fits)]  # full names first
+    best_fit = max(fits)
+    candidates = [candidate for candidate, fit in zip(candidates, fits) if fit == best_fit]  # full names first
     cosines = embed([evidence for *_, evidence in candidates]) @ embed_question(question)
     scored = [
         (
@@ -141,7 +143,7 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
         for cosine, (hit, start, end, evidence) in zip(cosines, candidates)
     ]
     _, hit, start, end, cosine = max(scored, key=lambda item: item[0])
-    return hit, start, end, cosine
+    return hit, start, end, cosine, best_fit == 2
 
 
 def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question, keyword: KeywordIndex) -> Answer:
@@ -151,11 +153,8 @@ def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question, k
     chosen = best_sentence(question, hits, embed=embed, embed_question=embed_question, wording=wording)
     if chosen is None:
         return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits)
-    hit, start, end, cosine = chosen
-    confidence = confidence_score(cosine, wording.coverage(hit.embedded or hit.text))
-    if expected_kind(question) == WHO and kind_fit(WHO, question=question, text=hit.text[start:end],
-                                                   is_name=hit.citation.kind == "publisher") == 2:
-        confidence += FULL_NAME_EVIDENCE
+    hit, start, end, cosine, full_name = chosen
+    confidence = confidence_score(cosine, wording.coverage(hit.embedded or hit.text)) + FULL_NAME_EVIDENCE * full_name
     confident = confidence >= CONFIDENCE_THRESHOLD
     base = hit.citation.chars[0]
     return Answer(
