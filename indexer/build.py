@@ -714,14 +714,18 @@ def _content_words(text: str) -> list[str]:
 
 
 def _article_summaries(parsed: list[ParsedFile]) -> dict[str, str]:
-    """Title + excerpt of every article that has an excerpt somewhere in the corpus."""
+    """Title + excerpt of every article that has an excerpt somewhere in the corpus, and the
+    title alone of one that another page lists without an excerpt."""
     summaries: dict[str, str] = {}
+    listed: dict[str, str] = {}
     for file in parsed:
         for segment in file.segments:
             if segment.kind in ("excerpt", "related") and segment.article not in summaries:
                 title = file.articles[segment.article].title or ""
                 summaries[segment.article] = f"{title}\n{file.text[segment.start:segment.end]}".strip()
-    return summaries
+            elif segment.kind == "title" and segment.listed_by:
+                listed.setdefault(segment.article, file.text[segment.start:segment.end])
+    return listed | summaries
 
 
 def embed_text(kind: str, text: str, article: Article) -> str:

@@ -253,10 +253,10 @@ def _parse_front_matter(
             other.key = f"file:{name}#related{position}"
         articles.setdefault(other.key, other).merge(other)
         entry_nodes = _mapping_nodes(entry_node)
+        if entry.get("title"):
+            segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "title", other.key, listed_by=name))
         if entry.get("excerpt"):
             segments.append(_scalar_segment(name, text, offset, entry_nodes["excerpt"], "related", other.key, listed_by=name))
-        elif entry.get("title"):
-            segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "related", other.key, listed_by=name))
         if other.publisher and (provider_node := _publisher_node(entry_nodes)) is not None:
             segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", other.key, listed_by=name))
         if (other.title or other.publisher) and (

@@ -82,23 +82,35 @@ class Wording:
 
 PUBLICATION_WORDS = re.compile(r"\b(publish\w*|publication\w*|print\w*|outlets?|ran|run|runs|carr(y|ies|ied))\b")
 """Words of a question about where an article appeared, which a publisher passage answers."""
-ARTICLE_WORDS = re.compile(r"\b(publish\w*|publication|print\w*|articles?|stor(y|ies)|pieces?|reports?|posts?|"
+ARTICLE_WORDS = re.compile(r"\b(publish\w*|publication|print\w*|articles?|stor(y|ies)|pieces?|report\w*|posts?|"
                            r"leaders?|columns?|editorials?|features?|versions?)\b")
-"""Words of a question about an article, whose date passage may say when it appeared."""
+"""Words of a question about an article, whose date passage may say when it appeared and whose
+teaser may say what it reported."""
+NAMING_WORDS = re.compile(r"\b(called|titled|titles?|headlined|headlines?|named)\b")
+"""Words of a question about what an article was called, which its title passage answers."""
 
 
-def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str | None) -> bool:
+def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str | None,
+                                   publisher: str | None = None) -> bool:
     """May a passage of ``passage_kind`` answer ``question`` at all? A date passage, the bare
     date of an article, answers only when-questions about an article ("When did VentureBeat
     publish …?", not "When will the open-source AI boom end?"); a publisher passage only
     questions about where one appeared ("Which outlet ran …?", not "Who is quoted in the
     story …?"). Both are judged by renderings full of their article's title, which would
-    otherwise make them confident answers to any question about its subject."""
+    otherwise make them confident answers to any question about its subject. A related
+    article's teaser (its excerpt, as another page lists it) answers only questions about an
+    article, or naming its ``publisher`` ("What did the VentureBeat story say …?"): it
+    restates the news in a few loaded words ("A Google engineer's leaked memo … signals Big
+    Tech worries."), which are no answer to "Who wrote the leaked Google memo?"."""
     lowered = question.lower()
     if passage_kind == "date":
         return kind == WHEN and bool(ARTICLE_WORDS.search(lowered))
     if passage_kind == "publisher":
         return bool(PUBLICATION_WORDS.search(lowered))
+    if passage_kind == "related":
+        return bool(ARTICLE_WORDS.search(lowered)) or bool(publisher and publisher.lower() in lowered)
+    if passage_kind == "title":
+        return bool(ARTICLE_WORDS.search(lowered)) and bool(NAMING_WORDS.search(lowered))
     return True
 
 
@@ -117,7 +129,8 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
     kind = expected_kind(question)
     candidates, fits = [], []
     for hit in hits[:ANSWER_PASSAGES]:
-        if not answers_this_kind_of_question(hit.citation.kind, question=question, kind=kind):
+        if not answers_this_kind_of_question(hit.citation.kind, question=question, kind=kind,
+                                             publisher=hit.citation.publisher):
             continue
         if hit.citation.kind in METADATA_KINDS:
             spans, evidence = [(0, len(hit.text))], hit.embedded
@@ -125,8 +138,9 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
             spans, evidence = sentence_spans(hit.text) or [(0, len(hit.text))], None
         for start, end in spans:
             shown = hit.text[start:end]
-            fit = 1 if kind is None else kind_fit(kind, question=question, text=shown,
-                                                  is_name=hit.citation.kind == "publisher")
+            is_name = hit.citation.kind == "publisher"
+            fit = 1 if kind is None else kind_fit(kind, question=question, text=shown, is_name=is_name,
+                                                  reporter=None if is_name else hit.citation.publisher)
             if fit and wording.adds_to_question(shown):
                 candidates.append((hit, start, end, evidence or shown))
                 fits.append(fit)

@@ -71,14 +71,17 @@ def expected_kind(question: str) -> str | None:
     return next((kind for kind, asks in _ASKS if asks.match(opening)), None)
 
 
-def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False) -> int:
+def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False, reporter: str | None = None) -> int:
     """How well ``text`` can answer a ``kind`` question: 0 not at all, 1 it can, 2 it holds a
     full name (who-questions only). It must hold a name, time or quantity that ``question``
     does not already state (a name none of whose words is in the question, a number the
     question does not give). ``is_name``: ``text`` is one name as a whole (a publisher's,
-    "VentureBeat"), full however many words it has."""
+    "VentureBeat"), full however many words it has. ``reporter``: the publisher of the
+    article ``text`` is from, whose name there reports rather than answers ("Google confirmed
+    to MIT Technology Review that the memo was written by one of its employees")."""
     asked = {word.lower() for word in _WORD.findall(question)}
     if kind == WHO:
+        asked |= {word.lower() for word in _WORD.findall(reporter or "")}
         new = lambda name: not {w.lower() for w in _WORD.findall(name)} & asked  # noqa: E731
         if is_name:
             return 2 if new(text) else 0

@@ -155,11 +155,39 @@ def test_a_bare_date_answers_no_question_but_when():
     ("publisher", "Who is the publisher of the article?", True),
     ("publisher", "Who is quoted in the story about moats?", False),  # its subject, not where it appeared
     ("body", "Who funds the open-source AI boom?", True),
+    ("related", "Who wrote the leaked Google memo?", False),  # a teaser's loaded words answer no who
+    ("related", "What did the related story say signals Big Tech worries?", True),
+    ("related", "What was reported about the open-source AI community?", True),
+    ("related", "What does VentureBeat say signals Big Tech worries?", True),  # names its publisher
+    ("title", "What was the VentureBeat story about moats called?", True),
+    ("title", "What was the headline of the article?", True),
+    ("title", "Which reporter wrote the VentureBeat story on open source AI celebrating?", False),
+    ("title", "How does the leader on open-source AI define an open-source model?", False),
 ])
-def test_a_date_or_publisher_passage_answers_only_questions_about_that(passage_kind, question, answers):
+def test_a_metadata_or_teaser_passage_answers_only_questions_about_that(passage_kind, question, answers):
     from query.answer_kinds import expected_kind
 
-    assert answers_this_kind_of_question(passage_kind, question=question, kind=expected_kind(question)) is answers
+    assert answers_this_kind_of_question(passage_kind, question=question, kind=expected_kind(question),
+                                         publisher="VentureBeat") is answers
+
+
+def test_a_publication_naming_itself_names_no_answer():
+    sentence = "(Google confirmed to MIT Technology Review that the memo was written by one of its employees.)"
+    assert kind_fit(WHO, question="Who wrote the memo?", text=sentence) == 2
+    assert kind_fit(WHO, question="Who wrote the memo?", text=sentence, reporter="MIT Technology Review") == 0
+    assert kind_fit(WHO, question="Who wrote the memo?", text="It was written by Sernau, MIT Technology Review says.",
+                    reporter="MIT Technology Review") == 1
+
+
+def test_a_headline_answers_no_question_about_its_articles_subject():
+    answer = ask("Which reporter wrote the VentureBeat story on open source AI celebrating?", index=INDEX)
+    assert not answer.confident or answer.citations[0].kind not in ("title", "related")
+
+
+def test_who_wrote_the_memo_is_answered_from_the_article_not_a_teaser():
+    answer = ask("Who wrote the leaked Google memo?", index=INDEX)
+    assert answer.confident and "Sernau" in answer.answer
+    assert answer.citations[0].kind == "body"
 
 
 @pytest.mark.parametrize("question", ["When will the open-source AI boom end, according to Big Tech?",

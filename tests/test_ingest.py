@@ -371,6 +371,18 @@ def test_related_entry_citation_through_search(records: Built) -> None:
         assert citation.kind == "related"
 
 
+def test_related_entrys_title_is_a_title_passage_of_its_article(records: Built, bundled: Built) -> None:
+    title = _only(records.passages_with(BETA_TITLE), "for the related title")
+    assert (title["article"], title["text"], title["kind"]) == (BETA_URL, BETA_TITLE, "title")
+    assert sorted(s["listed_by"] for s in title["sources"]) == ["rec_alpha.txt", "sub/rec_gamma.md"]
+    own = "The open-source AI boom is built on Big Tech’s handouts. How long will it last?"
+    passage = _only(bundled.passages_with(own), "for the Technology Review title")
+    assert {(s["file"], s["listed_by"]) for s in passage["sources"]} == {
+        ("000_0731edafe08874d2.txt", None), ("001_b1e94322d9932e65.txt", "001_b1e94322d9932e65.txt")}
+    moats = "Open source AI continues to celebrate as Big Tech mulls over moats"
+    assert _only(bundled.passages_with(moats), "for the VentureBeat title")["kind"] == "title"
+
+
 def test_same_excerpt_from_two_records_is_stored_once_with_both_sources(records: Built) -> None:
     passage = _only(records.passages_with(BETA_EXCERPT), "for the excerpt listed twice")
     assert sorted(s["file"] for s in passage["sources"]) == ["rec_alpha.txt", "sub/rec_gamma.md"]
