@@ -21,9 +21,10 @@ import re
 
 WHO, WHEN, QUANTITY = "who", "when", "quantity"
 
-_ASKS = (
+_ASKS = (  # "which (print) edition" asks when: a paper's edition is named by its date
     (WHO, re.compile(r"(who|whom|whose)\b")),
-    (WHEN, re.compile(r"when\b|((in|on|at|by|since|until) )?(what|which) (year|date|day|month|decade|century)\b(?![’'-])"
+    (WHEN, re.compile(r"when\b|((in|on|at|by|since|until) )?(what|which) (year|date|day|month|decade|century|"
+                      r"(print )?edition)\b(?![’'-])"
                       r"|(what|which)(['’]s| is| was| were| are) the (\w+ )?(date|year)\b(?![’'-])")),
     (QUANTITY, re.compile(r"how (many|much|big|large|small|long|old|tall|high|far|heavy|wide|deep|fast)\b")),
 )

@@ -20,6 +20,8 @@ INDEX = Path(__file__).resolve().parent.parent / "index"
     ("In what year did Meta release LLaMA?", WHEN),
     ("On which date did the piece appear?", WHEN),
     ("What was the publication date of the govtech.com article?", WHEN),
+    ("Which print edition carried the leader on open-source AI?", WHEN),  # a paper's edition is named by its date
+    ("What edition of the paper ran it?", WHEN),
     ("What is the release year of LLaMA?", WHEN),
     ("How many parameters does GPT-4 have?", QUANTITY),
     ("How much did Meta spend?", QUANTITY),
