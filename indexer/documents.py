@@ -236,7 +236,7 @@ def _parse_front_matter(
     record = _article_from_fields(name, data, field_path="")
     articles[record.key] = record
     for field_name, kind in (("title", "title"), ("excerpt", "excerpt")):
-        if data.get(field_name):
+        if (data.get(field_name) or "").strip():
             segments.append(_scalar_segment(name, text, offset, nodes[field_name], kind, record.key))
     if record.publisher and (provider_node := _publisher_node(nodes)) is not None:
         segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", record.key))
@@ -253,9 +253,9 @@ def _parse_front_matter(
             other.key = f"file:{name}#related{position}"
         articles.setdefault(other.key, other).merge(other)
         entry_nodes = _mapping_nodes(entry_node)
-        if entry.get("title"):
+        if (entry.get("title") or "").strip():
             segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "title", other.key, listed_by=name))
-        if entry.get("excerpt"):
+        if (entry.get("excerpt") or "").strip():
             segments.append(_scalar_segment(name, text, offset, entry_nodes["excerpt"], "related", other.key, listed_by=name))
         if other.publisher and (provider_node := _publisher_node(entry_nodes)) is not None:
             segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", other.key, listed_by=name))

@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
-from query.answer_kinds import WHEN, expected_kind, kind_fit
+from query.answer_kinds import WHEN, WHO, expected_kind, kind_fit
 from query.results import Answer, Hit
 
 if TYPE_CHECKING:
@@ -82,35 +82,43 @@ class Wording:
 
 PUBLICATION_WORDS = re.compile(r"\b(publish\w*|publication\w*|print\w*|outlets?|ran|run|runs|carr(y|ies|ied))\b")
 """Words of a question about where an article appeared, which a publisher passage answers."""
-ARTICLE_WORDS = re.compile(r"\b(publish\w*|publication|print\w*|articles?|stor(y|ies)|pieces?|report\w*|posts?|"
-                           r"leaders?|columns?|editorials?|features?|versions?)\b")
+ARTICLE_WORDS = re.compile(r"\b(publish\w*|publication|print\w*|articles?|stor(y|ies)|pieces?|report(s|ed|ing)?|"
+                           r"posts?|summar(y|ies)|leaders?|columns?|editorials?|features?|versions?)\b")
 """Words of a question about an article, whose date passage may say when it appeared and whose
-teaser may say what it reported."""
-NAMING_WORDS = re.compile(r"\b(called|titled|titles?|headlined|headlines?|named)\b")
-"""Words of a question about what an article was called, which its title passage answers."""
+listing may say what it reported."""
+NAMING_WORDS = re.compile(r"\b(call(s|ed)?|(en)?titled|titles?|headlines?|headlined|names?|named)\b")
+"""Words of a question about what something is called, which a title may answer."""
 
 
 def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str | None,
-                                   publisher: str | None = None) -> bool:
+                                   listed: bool = False, publisher: str | None = None) -> bool:
     """May a passage of ``passage_kind`` answer ``question`` at all? A date passage, the bare
     date of an article, answers only when-questions about an article ("When did VentureBeat
     publish …?", not "When will the open-source AI boom end?"); a publisher passage only
     questions about where one appeared ("Which outlet ran …?", not "Who is quoted in the
     story …?"). Both are judged by renderings full of their article's title, which would
-    otherwise make them confident answers to any question about its subject. A related
-    article's teaser (its excerpt, as another page lists it) answers only questions about an
-    article, or naming its ``publisher`` ("What did the VentureBeat story say …?"): it
-    restates the news in a few loaded words ("A Google engineer's leaked memo … signals Big
-    Tech worries."), which are no answer to "Who wrote the leaked Google memo?"."""
+    otherwise make them confident answers to any question about its subject.
+
+    A title answers a question about an article ("the leader on …", "MIT Technology Review's
+    article on …") only when it asks what the article is called: otherwise the question
+    names the article by its title's words, and the title only matches the naming. A title
+    answers other questions as content ("What is the open-source AI boom built on?").
+
+    A ``listed`` passage, another page's listing of an article (a related article's teaser or
+    title), answers no who-question and others only when they are about an article or name
+    its ``publisher`` ("What did the VentureBeat story say …?"): it restates the news in a few
+    loaded words ("A Google engineer's leaked memo … signals Big Tech worries."), which are no
+    answer to "Who wrote the leaked Google memo?"."""
     lowered = question.lower()
     if passage_kind == "date":
         return kind == WHEN and bool(ARTICLE_WORDS.search(lowered))
     if passage_kind == "publisher":
         return bool(PUBLICATION_WORDS.search(lowered))
-    if passage_kind == "related":
-        return bool(ARTICLE_WORDS.search(lowered)) or bool(publisher and publisher.lower() in lowered)
-    if passage_kind == "title":
-        return bool(ARTICLE_WORDS.search(lowered)) and bool(NAMING_WORDS.search(lowered))
+    if passage_kind == "title" and ARTICLE_WORDS.search(lowered) and not NAMING_WORDS.search(lowered):
+        return False
+    if listed:
+        names_publisher = bool(publisher) and re.search(rf"\b{re.escape(publisher.lower())}\b", lowered) is not None
+        return kind != WHO and (names_publisher or bool(ARTICLE_WORDS.search(lowered)))
     return True
 
 
@@ -130,6 +138,7 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
     candidates, fits = [], []
     for hit in hits[:ANSWER_PASSAGES]:
         if not answers_this_kind_of_question(hit.citation.kind, question=question, kind=kind,
+                                             listed=hit.citation.listed_by is not None,
                                              publisher=hit.citation.publisher):
             continue
         if hit.citation.kind in METADATA_KINDS:

@@ -79,10 +79,12 @@ def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False, repo
     question does not give). ``is_name``: ``text`` is one name as a whole (a publisher's,
     "VentureBeat"), full however many words it has. ``reporter``: the publisher of the
     article ``text`` is from, whose name there reports rather than answers ("Google confirmed
-    to MIT Technology Review that the memo was written by one of its employees")."""
+    to MIT Technology Review that the memo was written by one of its employees"); other names
+    sharing a word with it still count ("a team at MIT")."""
     asked = {word.lower() for word in _WORD.findall(question)}
     if kind == WHO:
-        asked |= {word.lower() for word in _WORD.findall(reporter or "")}
+        if reporter and reporter.strip():
+            text = re.sub(rf"(?<!\w){re.escape(reporter.strip())}(?!\w)", " ", text, flags=re.IGNORECASE)
         new = lambda name: not {w.lower() for w in _WORD.findall(name)} & asked  # noqa: E731
         if is_name:
             return 2 if new(text) else 0

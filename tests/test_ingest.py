@@ -702,3 +702,14 @@ def test_a_title_too_long_to_be_context_is_left_out_of_what_is_embedded(write_co
         assert len(embedder.tokenizer(embedded)["input_ids"]) <= limit, passage["kind"]
         if passage["kind"] == "excerpt":
             assert "headline0" not in embedded
+
+
+def test_a_blank_title_or_excerpt_makes_no_passage(tmp_path):
+    path = tmp_path / "b.md"
+    path.write_text("---\ntitle: Own story\nexcerpt: '   '\nwebUrl: https://example.com/own\n"
+                    "related:\n  - title: ' '\n    excerpt: A teaser of the other story.\n    url: https://example.com/other\n"
+                    "---\nBody.\n", encoding="utf-8")
+    parsed = parse_file(path, "b.md")
+    spans = [(s.kind, s.article, parsed.text[s.start : s.end]) for s in parsed.segments if s.kind != "body"]
+    assert spans == [("title", "https://example.com/own", "Own story"),
+                     ("related", "https://example.com/other", "A teaser of the other story.")]
