@@ -117,7 +117,7 @@ def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str
     if passage_kind == "title" and ARTICLE_WORDS.search(lowered) and not NAMING_WORDS.search(lowered):
         return False
     if listed:
-        names_publisher = bool(publisher) and re.search(rf"\b{re.escape(publisher.lower())}\b", lowered) is not None
+        names_publisher = bool(publisher) and re.search(rf"(?<!\w){re.escape(publisher.lower())}(?!\w)", lowered) is not None
         return kind != WHO and (names_publisher or bool(ARTICLE_WORDS.search(lowered)))
     return True
 

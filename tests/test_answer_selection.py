@@ -178,6 +178,13 @@ def test_a_metadata_title_or_listed_passage_answers_only_questions_about_that(pa
                                          listed=listed, publisher="VentureBeat") is answers
 
 
+def test_a_publisher_is_named_as_a_whole_word_whatever_its_last_character():
+    assert answers_this_kind_of_question("related", question="What did Yahoo! say about moats?", kind=None,
+                                         listed=True, publisher="Yahoo!")
+    assert not answers_this_kind_of_question("related", question="What did Yahoo!Finance say?", kind=None,
+                                             listed=True, publisher="Yahoo!")
+
+
 def test_a_publication_naming_itself_names_no_answer():
     sentence = "(Google confirmed to MIT Technology Review that the memo was written by one of its employees.)"
     assert kind_fit(WHO, question="Who wrote the memo?", text=sentence) == 2
