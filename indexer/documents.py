@@ -235,13 +235,7 @@ def _parse_front_matter(
     nodes = _mapping_nodes(node)
     record = _article_from_fields(name, data, field_path="")
     articles[record.key] = record
-    for field_name, kind in (("title", "title"), ("excerpt", "excerpt")):
-        if (data.get(field_name) or "").strip():
-            segments.append(_scalar_segment(name, text, offset, nodes[field_name], kind, record.key))
-    if record.publisher and (provider_node := _publisher_node(nodes)) is not None:
-        segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", record.key))
-    if (record.title or record.publisher) and (date_segment := _date_segment(name, text, offset, data, nodes, record.key)):
-        segments.append(date_segment)  # a date with neither says nothing a question could find
+    segments.extend(_article_segments(name, text, offset, data, nodes, record, excerpt_kind="excerpt"))
     related = data.get("related") or []
     if not isinstance(related, list):
         raise InputError(name, f"field 'related' must be a list, got {_type_name(related)}")
@@ -252,16 +246,26 @@ def _parse_front_matter(
         if other.key.startswith("file:"):
             other.key = f"file:{name}#related{position}"
         articles.setdefault(other.key, other).merge(other)
-        entry_nodes = _mapping_nodes(entry_node)
-        if (entry.get("title") or "").strip():
-            segments.append(_scalar_segment(name, text, offset, entry_nodes["title"], "title", other.key, listed_by=name))
-        if (entry.get("excerpt") or "").strip():
-            segments.append(_scalar_segment(name, text, offset, entry_nodes["excerpt"], "related", other.key, listed_by=name))
-        if other.publisher and (provider_node := _publisher_node(entry_nodes)) is not None:
-            segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", other.key, listed_by=name))
-        if (other.title or other.publisher) and (
-                date_segment := _date_segment(name, text, offset, entry, entry_nodes, other.key, listed_by=name)):
-            segments.append(date_segment)
+        segments.extend(_article_segments(name, text, offset, entry, _mapping_nodes(entry_node), other,
+                                          excerpt_kind="related", listed_by=name))
+
+
+def _article_segments(
+    name: str, text: str, offset: int, data: dict, nodes: dict[str, Any], article: Article, *, excerpt_kind: str,
+    listed_by: str | None = None,
+) -> list[Segment]:
+    """The title, excerpt, publisher and date passages of ``article`` from its fields ``data``
+    (a record's own, or a ``related`` entry's, listed by the record ``listed_by``)."""
+    segments = []
+    for field_name, kind in (("title", "title"), ("excerpt", excerpt_kind)):
+        if (data.get(field_name) or "").strip():
+            segments.append(_scalar_segment(name, text, offset, nodes[field_name], kind, article.key, listed_by=listed_by))
+    if article.publisher and (provider_node := _publisher_node(nodes)) is not None:
+        segments.append(_scalar_segment(name, text, offset, provider_node, "publisher", article.key, listed_by=listed_by))
+    if (article.title or article.publisher) and (
+            date_segment := _date_segment(name, text, offset, data, nodes, article.key, listed_by=listed_by)):
+        segments.append(date_segment)  # a date with neither says nothing a question could find
+    return segments
 
 
 def _type_name(value: Any) -> str:

@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
-from query.answer_kinds import WHEN, WHO, expected_kind, kind_fit
+from query.answer_kinds import WHEN, WHO, as_phrase, expected_kind, kind_fit
 from query.results import Answer, Hit
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str
     if passage_kind == "title" and ARTICLE_WORDS.search(lowered) and not NAMING_WORDS.search(lowered):
         return False
     if listed:
-        names_publisher = bool(publisher) and re.search(rf"(?<!\w){re.escape(publisher.lower())}(?!\w)", lowered) is not None
+        names_publisher = bool(publisher and publisher.strip()) and as_phrase(publisher).search(question) is not None
         return kind != WHO and (names_publisher or bool(ARTICLE_WORDS.search(lowered)))
     return True
 

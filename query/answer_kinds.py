@@ -84,7 +84,7 @@ def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False, repo
     asked = {word.lower() for word in _WORD.findall(question)}
     if kind == WHO:
         if reporter and reporter.strip():
-            text = re.sub(rf"(?<!\w){re.escape(reporter.strip())}(?!\w)", " ", text, flags=re.IGNORECASE)
+            text = as_phrase(reporter).sub(" ", text)
         new = lambda name: not {w.lower() for w in _WORD.findall(name)} & asked  # noqa: E731
         if is_name:
             return 2 if new(text) else 0
@@ -100,6 +100,12 @@ def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False, repo
         given = set(_NUMBER.findall(question))
         return int(any(n not in given for n in _NUMBER.findall(text)) or bool(_NUMBER_WORDS.search(text)))
     raise ValueError(f"unknown answer kind {kind!r}")
+
+
+def as_phrase(name: str) -> re.Pattern:
+    """``name`` as a whole phrase in any case: not inside a longer word ("AP" is not in
+    "happened"), whatever its last character ("Yahoo!")."""
+    return re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", re.IGNORECASE)
 
 
 def _full_names(text: str) -> list[str]:
