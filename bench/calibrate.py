@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from query import ask  # noqa: E402
 from query.answer import CONFIDENCE_THRESHOLD, Wording, best_sentence  # noqa: E402
-from query.searcher import open_searcher  # noqa: E402
+from query.index import open_searcher  # noqa: E402
 
 
 def judged(question: dict) -> tuple[float, bool]:

@@ -34,7 +34,9 @@ from query.beir import BeirFormatError, load_beir  # noqa: E402
 from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, cached_beir_index, evaluate_beir, evaluate_gold  # noqa: E402
 from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
-from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Runs, Searcher, open_searcher  # noqa: E402
+from query.fusion import Runs  # noqa: E402
+from query.index import open_searcher  # noqa: E402
+from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Searcher  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "eval"
 
@@ -134,7 +136,7 @@ def with_mpnet_passages(embedder, weights: tuple[float, float, float]) -> Ranker
     def rank(searcher: Searcher, query: str) -> list:
         if id(searcher) not in vectors:
             passages = searcher.stored.passages()
-            vectors[id(searcher)] = embedder.encode([p.get("embedded") or p["text"] for p in passages])
+            vectors[id(searcher)] = embedder.encode([p.embed_text for p in passages])
         found = passage_runs(searcher, query)
         cosines = vectors[id(searcher)] @ embedder.encode([query])[0]
         second = sorted(((pid, float(c)) for pid, c in enumerate(cosines)), key=lambda item: -item[1])[:CANDIDATES]

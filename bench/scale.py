@@ -100,7 +100,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[3])
 import faiss, numpy as np
 from pathlib import Path
-from query.searcher import open_searcher
+from query.index import open_searcher
 questions = json.loads(Path(sys.argv[2]).read_text())
 began = time.perf_counter()
 searcher = open_searcher(Path(sys.argv[1]))
@@ -218,7 +218,7 @@ def claim_vectors(index: Path, count: int):
     """The first ``count`` SciFact claims, embedded by the index's own query path."""
     import json as json_module
 
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     path = ROOT.parent / "shared" / "eval" / "scifact" / "queries.jsonl"
     with path.open(encoding="utf-8") as handle:
@@ -242,7 +242,7 @@ def main() -> None:
     import faiss
     import numpy as np
 
-    from indexer.build import default_search_params
+    from indexer.faiss_build import default_search_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import math
 import fcntl
-import json
 import os
 import re
 import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -28,10 +26,14 @@ from typing import Any, Protocol
 
 from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
-from indexer.documents import Article, ParsedFile, Segment, input_fingerprint, iso_date, parse_file
+from indexer.discover import Warn, discover, hash_inputs
+from indexer.documents import ParsedFile, Segment, iso_date, parse_file
+from indexer.manifest import FORMAT, FORMAT_VERSION, MANIFEST, KeptSettings, Manifest
+from indexer.types import Article, Passage, PassageKind, Source
+from indexer.wordlists import LINK_STOPWORDS
 from indexer.embedder import Embedder
-from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError, unencodable
-from indexer.faiss_build import new_faiss_index
+from indexer.errors import CorpusError, IndexFormatError, InputError, SemindexError
+from indexer.faiss_build import choose_factory, default_search_params, new_faiss_index
 from indexer.incremental import (
     BuildModel, CachedEncoder, HFTokens, LinkEncoder, VectorCache, no_onnx, package_versions, pipeline_fingerprint,
     same_identity,
@@ -39,21 +41,11 @@ from indexer.incremental import (
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.onnx_export import ensure_export
 
-TEXT_SUFFIXES = (".txt", ".md")
-EXACT_SEARCH_LIMIT = 100_000
-"""Below this many passages the index is exact (Flat); above it, IVF (see ``choose_factory``)."""
 LINK_MIN_SCORE = 0.5
 LINK_MIN_MARGIN = 0.1
 """A bare body is linked to a same-day article when the link score (see ``link_bodies``)
 reaches this value and beats the runner-up by this margin. On the bundled corpus the
 true pair scores 0.68 and the other same-day article 0.53."""
-_STOPWORDS = frozenset(
-    "a an and are as at be been but by can could for from had has have how if in is it its may "
-    "no not now of on or so than that the their them then there these they this those to was "
-    "were what which who will with would".split()
-)
-
-Warn = Callable[[str], None]
 
 
 class Encoder(Protocol):
@@ -89,75 +81,6 @@ class BuildReport:
     reused: int = 0
     previous: str | None = None
     changes: dict[str, int] = field(default_factory=lambda: {"added": 0, "changed": 0, "removed": 0})
-
-
-def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
-    """Every .txt/.md file under ``corpus`` (sorted, symlink loops broken), others noted."""
-    if not corpus.exists():
-        raise CorpusError(f"{corpus}: corpus folder not found")
-    if not corpus.is_dir():
-        raise CorpusError(f"{corpus}: not a folder")
-    found: list[tuple[Path, str]] = []
-    seen_dirs: dict[str, str] = {}  # real path -> the corpus-relative path it was first read under
-    for root, dirs, files in os.walk(corpus, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen_dirs:
-            loop = real in {os.path.realpath(parent) for parent in Path(root).parents}
-            why = "symlink loop" if loop else f"a symlink to {seen_dirs[real]}, already read"
-            warn(f"{os.path.relpath(root, corpus)}: skipped ({why})")
-            dirs.clear()
-            continue
-        seen_dirs[real] = Path(os.path.relpath(root, corpus)).as_posix()
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = Path(root) / name
-            relative = path.relative_to(corpus).as_posix()
-            if unencodable(relative) is not None:  # bytes that are not UTF-8 in the file or folder name
-                shown = os.fsencode(relative).decode("utf-8", "backslashreplace")
-                warn(f"{shown}: skipped (its name is not valid UTF-8, so it cannot be cited)")
-            elif path.suffix.lower() in TEXT_SUFFIXES:
-                found.append((path, relative))
-            else:
-                warn(f"{relative}: skipped (only .txt and .md files are indexed)")
-    return sorted(found, key=lambda item: item[1])
-
-
-def choose_factory(count: int) -> str:
-    """FAISS factory string for ``count`` passages: exact search while it is cheap.
-
-    Flat is exact and needs no training. Beyond ~100k passages an inverted file with about
-    4·√n lists (a power of two), searched as ``default_search_params`` says: at 1M passages
-    under 2 ms p50 and recall@10 above 0.97 against exact search, where HNSW32 at efSearch
-    128 reached 0.887 (bench/scale.py). The vectors stay uncompressed, so incremental
-    builds can read them back exactly.
-    """
-    if count < EXACT_SEARCH_LIMIT:
-        return "Flat"
-    lists = 1 << max(10, min(16, round(math.log2(4 * math.sqrt(count)))))
-    return f"IVF{lists},Flat"
-
-
-IVF_SCANNED_VECTORS = 16_384
-"""An inverted file is probed deep enough to scan about this many vectors per query."""
-
-
-def default_search_params(factory: str, count: int) -> str:
-    """FAISS search parameters recorded with an index of ``count`` vectors (see ``choose_factory``).
-
-    For an inverted file, ``nprobe`` covers ~IVF_SCANNED_VECTORS vectors (at least 32 lists,
-    at most all): recall depends on how many vectors are scanned, not on the share of lists.
-    On real passage vectors with noise (bench/scale.py) nprobe 32 gave recall@10 0.923 at
-    130k (IVF1024) but 0.973 at 1M (IVF4096); scanning ~16k vectors gave 0.974 at 130k for
-    1.3 ms. More lists probed is more recall for proportionally more time.
-    """
-    if match := re.match(r"IVF(\d+)", factory):
-        lists = int(match.group(1))
-        return f"nprobe={min(lists, max(32, math.ceil(IVF_SCANNED_VECTORS * lists / max(1, count))))}"
-    if factory.startswith("HNSW"):
-        return "efSearch=128"
-    return ""
 
 
 @contextmanager
@@ -204,14 +127,8 @@ class LineIndex:
     def __init__(self, text: str) -> None:
         self.starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
 
-    def span(self, start: int, end: int) -> list[int]:
-        return [bisect.bisect_right(self.starts, start), bisect.bisect_right(self.starts, max(start, end - 1))]
-
-
-def parse_corpus(corpus: Path, *, warn: Warn) -> tuple[list[ParsedFile], list[str]]:
-    """Parse every text file of ``corpus``; bad files are warned about and listed as skipped."""
-    parsed, skipped, _ = parse_found(corpus, discover(corpus, warn=warn), warn=warn)
-    return parsed, skipped
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return (bisect.bisect_right(self.starts, start), bisect.bisect_right(self.starts, max(start, end - 1)))
 
 
 def parse_found(
@@ -231,18 +148,6 @@ def parse_found(
     if not parsed:
         raise CorpusError(f"{corpus}: no indexable .txt or .md files")
     return parsed, skipped, skipped_names
-
-
-def hash_inputs(found: list[tuple[Path, str]]) -> dict[str, str | None]:
-    """What changes when a discovered corpus file does (:func:`input_fingerprint`; None when
-    it cannot be read)."""
-    hashes: dict[str, str | None] = {}
-    for path, name in found:
-        try:
-            hashes[name] = input_fingerprint(path)
-        except OSError:
-            hashes[name] = None
-    return hashes
 
 
 def build_index(
@@ -275,8 +180,9 @@ def build_index(
     picks for its size (a ``--faiss`` given before), else to that choice.
     """
     began = time.perf_counter()
-    settings = settings or live_chunking(index) or ChunkSettings()
-    factory = factory or live_factory(index)
+    kept = KeptSettings.of(index)
+    settings = settings or kept.chunking or ChunkSettings()
+    factory = factory or kept.factory
     keyword = keyword or KeywordSettings()
     found = discover(corpus, warn=warn)
     inputs = hash_inputs(found)
@@ -295,29 +201,6 @@ def build_index(
         skipped=skipped, progress=progress, embedder=embedder, full=full, warn=warn,
         inputs=dict(sorted(recorded_inputs.items())), began=began, corpus=corpus, precision=precision,
     )
-
-
-def corpus_changes(stored: store.StoredIndex, corpus: Path | None = None) -> dict[str, list[str]] | None:
-    """Corpus files added, changed and removed since ``stored`` was built, or None when that
-    cannot be told (the manifest predates this record, or the corpus folder is gone).
-
-    ``corpus`` defaults to the folder the manifest records (relative to the index folder).
-    Hashes every corpus file (about 50 ms for 2,000 articles); for a stale-index warning.
-    """
-    manifest = stored.manifest
-    recorded = manifest.get("inputs")
-    where = manifest.get("corpus")
-    if not isinstance(recorded, dict) or (corpus is None and not isinstance(where, str)):
-        return None
-    folder = corpus if corpus is not None else (stored.index / where)
-    if not folder.is_dir():
-        return None
-    current = hash_inputs(discover(folder, warn=lambda message: None))
-    return {
-        "added": sorted(name for name in current if name not in recorded),
-        "changed": sorted(name for name, sha in current.items() if name in recorded and recorded[name] != sha),
-        "removed": sorted(name for name in recorded if name not in current),
-    }
 
 
 def build_from_parsed(
@@ -343,14 +226,14 @@ def build_from_parsed(
     Holds the index's build lock from reading the live generation to publishing the new one.
     """
     began = time.perf_counter() if began is None else began
-    settings = settings or live_chunking(index) or ChunkSettings()
+    settings = settings or KeptSettings.of(index).chunking or ChunkSettings()
     keyword = keyword or KeywordSettings()
     skipped = skipped or []
     inputs = inputs if inputs is not None else {file.name: file.sha256 for file in parsed}
     with build_lock(index):
         live_name = _live_name(index)
         # read first: a precision semindex does not know is an error, not an index to rebuild
-        kept_precision = live_precision(index) if live_name and precision is None else None
+        kept_precision = KeptSettings.of(index).precision() if live_name and precision is None else None
         previous = _usable_previous(index, warn=warn) if live_name else None
         remove_stale_generations(index, keep=_generations_in_use(index, live_name, previous))
         if previous is None and precision is None and not no_onnx():
@@ -365,16 +248,13 @@ def build_from_parsed(
         links = link_bodies(parsed, articles, LinkEncoder(encoder))
         passages = make_passages(parsed, articles, model_view, settings)
         factory = factory or choose_factory(len(passages))
-        texts = [p.pop("_embed") for p in passages]
-        for passage, embedded in zip(passages, texts):
-            if embedded != passage["text"]:
-                passage["embedded"] = embedded
-        mark_copies(passages, texts)
+        texts = [passage.embed_text for passage in passages]
+        mark_copies(passages)
         vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model_view, missing, progress=progress))
         embedded_count, reused_count = encoder.last_missing, encoder.last_reused
         for message in model_view.warnings:
             warn(message)
-        used_articles = {p["article"] for p in passages}
+        used_articles = {passage.article for passage in passages}
         kept_articles = {key: articles[key].to_dict() for key in sorted(used_articles)}
         if len(vectors) != len(passages):  # pragma: no cover - a bug, never a user error
             raise SemindexError(f"internal error: {len(vectors)} vectors for {len(passages)} passages")
@@ -394,18 +274,11 @@ def build_from_parsed(
             encoder.write_link_vectors(scratch)
             manifest = make_manifest(
                 embedder=model_view, settings=settings, keyword=keyword, factory=factory, parsed=parsed, passages=passages,
-                articles=kept_articles, skipped=skipped, links=links,
+                articles=kept_articles, skipped=skipped, links=links, inputs=inputs, corpus=_relative_corpus(corpus, index),
+                previous=live_name, build={"full": cache is None, "embedded": embedded_count, "reused": reused_count},
+                checksums=store.checksums(scratch),
             )
-            manifest.update({
-                "inputs": inputs,
-                "corpus": _relative_corpus(corpus, index),
-                "model_identity": model_view.record(),
-                "pipeline": pipeline_fingerprint(),
-                "previous": live_name,
-                "build": {"full": cache is None, "embedded": embedded_count, "reused": reused_count},
-            })
-            manifest["checksums"] = store.checksums(scratch)
-            store.write_json(scratch / store.MANIFEST, manifest)
+            store.write_json(scratch / MANIFEST, manifest.to_json())
             os.rename(scratch, generation)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -457,10 +330,8 @@ def _relative_corpus(corpus: Path | None, index: Path) -> str | None:
         return corpus.resolve().as_posix()
 
 
-def _changes(manifest: dict[str, Any] | None, inputs: dict[str, str | None]) -> dict[str, int]:
-    old = (manifest or {}).get("inputs") or {
-        name: entry.get("sha256") for name, entry in ((manifest or {}).get("files") or {}).items()
-    }
+def _changes(manifest: Manifest | None, inputs: dict[str, str | None]) -> dict[str, int]:
+    old = manifest.file_hashes() if manifest is not None else {}
     return {
         "added": sum(name not in old for name in inputs),
         "changed": sum(name in old and old[name] != sha for name, sha in inputs.items()),
@@ -549,40 +420,6 @@ def _generations_in_use(index: Path, live_name: str | None, live: store.StoredIn
     return keep
 
 
-def from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> Any:
-    """``read(manifest)`` of the live manifest as it is (not verified: a damaged generation
-    still says what the index was), or None when there is none or it lacks what ``read`` needs."""
-    try:
-        return read(json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8")))
-    except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def live_precision(index: Path) -> str | None:
-    """The embedding precision the live manifest records, or None when there is none
-    (IndexFormatError when it records one semindex has not: there is no keeping it)."""
-    model = from_live_manifest(index, lambda manifest: dict(manifest["model"]))
-    if model is None:
-        return None
-    return store.recorded_precision(model, manifest=store.live_generation(index) / store.MANIFEST, index=index)
-
-
-def live_chunking(index: Path) -> ChunkSettings | None:
-    """The chunk settings the live manifest records, or None when there are none, so that a
-    rebuild without ``--max-tokens`` keeps the passage size an index was built with."""
-    return from_live_manifest(index, lambda manifest: ChunkSettings(
-        max_tokens=int(manifest["chunking"]["max_tokens"]), overlap=int(manifest["chunking"]["overlap"])))
-
-
-def live_factory(index: Path) -> str | None:
-    """The FAISS factory the live manifest records when it differs from what
-    :func:`choose_factory` picks for its passage count (so it was asked for and a rebuild
-    keeps it), else None (chosen by size, and chosen again as the index grows)."""
-    recorded = from_live_manifest(index, lambda manifest: (str(manifest["faiss"]["factory"]),
-                                                            int(manifest["counts"]["passages"])))
-    return None if recorded is None or recorded[0] == choose_factory(recorded[1]) else recorded[0]
-
-
 def _unchanged_report(
     *,
     index: Path,
@@ -661,7 +498,7 @@ def merge_articles(parsed: list[ParsedFile]) -> dict[str, Article]:
         if article.key in merged:
             merged[article.key].merge(article)
         else:
-            merged[article.key] = Article(**{**article.__dict__, "topics": list(article.topics), "details": dict(article.details)})
+            merged[article.key] = article.copy()
     return merged
 
 
@@ -710,7 +547,7 @@ def link_bodies(parsed: list[ParsedFile], articles: dict[str, Article], embedder
 
 
 def _content_words(text: str) -> list[str]:
-    return [word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in _STOPWORDS]
+    return [word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in LINK_STOPWORDS]
 
 
 def _article_summaries(parsed: list[ParsedFile]) -> dict[str, str]:
@@ -757,7 +594,7 @@ def spelled_date(iso: str) -> str:
 
 def make_passages(
     parsed: list[ParsedFile], articles: dict[str, Article], embedder: BuildModel | Embedder, settings: ChunkSettings
-) -> list[dict[str, Any]]:
+) -> list[Passage]:
     """Cut segments into passages; the same text of one article from two places is stored once.
 
     Token counts come from ``embedder.tokens`` (see ``BuildModel.tokens``: the model folder's
@@ -767,8 +604,8 @@ def make_passages(
     tokens = embedder.tokens if isinstance(embedder, BuildModel) else HFTokens(embedder.tokenizer)
     count_tokens, token_offsets = tokens.count, tokens.offsets
     limit = embedder.max_seq_length - 2 - count_tokens(embedder.prompts.document)  # [CLS], [SEP] and the prompt
-    by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    ordered: list[dict[str, Any]] = []
+    by_key: dict[tuple[str, str], Passage] = {}
+    ordered: list[Passage] = []
     for file in parsed:
         lines = LineIndex(file.text)
         for group in _segment_groups(file.segments):
@@ -786,32 +623,34 @@ def make_passages(
             for start, end in pack_passages(file.text, spans, count_tokens=count_tokens, token_offsets=token_offsets, settings=budget):
                 text = file.text[start:end]
                 embedded = embed_text(first.kind, text, article)
-                source = {"file": file.name, "chars": [start, end], "lines": lines.span(start, end),
-                          "kind": first.kind, "listed_by": first.listed_by}
+                source = Source(file=file.name, chars=(start, end), lines=lines.span(start, end),
+                                kind=PassageKind(first.kind), listed_by=first.listed_by)
                 key = (first.article, embedded)
                 if key in by_key:
-                    by_key[key]["sources"].append(source)
+                    by_key[key].sources.append(source)
                     continue
-                passage = {"id": len(ordered), "text": text, "kind": first.kind, "article": first.article,
-                           "sources": [source], "_embed": embedded}
+                passage = Passage(id=len(ordered), text=text, kind=PassageKind(first.kind), article=first.article,
+                                  sources=[source], embedded=embedded)
                 by_key[key] = passage
                 ordered.append(passage)
     for passage in ordered:
-        passage["sources"].sort(key=lambda source: source["listed_by"] is not None)
-        passage["kind"] = passage["sources"][0]["kind"]
+        passage.sources.sort(key=lambda source: source.listed_by is not None)
+        passage.kind = passage.sources[0].kind
+        if passage.embedded == passage.text:
+            passage.embedded = None
     return ordered
 
 
-def mark_copies(passages: list[dict[str, Any]], texts: list[str]) -> None:
+def mark_copies(passages: list[Passage]) -> None:
     """Give each passage embedded from the same text as others (an article syndicated by two
     outlets, a file copied into two folders) their ids as ``copies``, so a search shows the
     text once and cites every place it appears."""
     ids_by_text: dict[str, list[int]] = {}
-    for passage, text in zip(passages, texts):
-        ids_by_text.setdefault(text, []).append(passage["id"])
+    for passage in passages:
+        ids_by_text.setdefault(passage.embed_text, []).append(passage.id)
     for ids in ids_by_text.values():
         for pid in ids if len(ids) > 1 else ():
-            passages[pid]["copies"] = [other for other in ids if other != pid]
+            passages[pid].copies = [other for other in ids if other != pid]
 
 
 def _segment_groups(segments: list[Segment]) -> Iterator[list[Segment]]:
@@ -871,20 +710,25 @@ def make_manifest(
     keyword: KeywordSettings,
     factory: str,
     parsed: list[ParsedFile],
-    passages: list[dict[str, Any]],
+    passages: list[Passage],
     articles: dict[str, Any],
     skipped: list[str],
     links: list[dict[str, Any]],
-) -> dict[str, Any]:
+    inputs: dict[str, str | None],
+    corpus: str | None,
+    previous: str | None,
+    build: dict[str, Any],
+    checksums: dict[str, dict[str, Any]],
+) -> Manifest:
     """The manifest: everything a reader checks before trusting the generation."""
-    counts = Counter(source["file"] for passage in passages for source in passage["sources"])
+    counts = Counter(source.file for passage in passages for source in passage.sources)
     per_file = {
         file.name: {"sha256": file.sha256, "size": len(file.text.encode("utf-8")), "passages": counts[file.name]}
         for file in parsed
     }
-    return {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
+    return Manifest({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "model": embedder.describe(),
         "metric": "inner_product",
         "normalized": True,
@@ -903,7 +747,7 @@ def make_manifest(
         "skipped": skipped,
         "links": links,
         "chrome": [
-            {"file": f.name, "kind": b.kind, "lines": lines.span(b.start, b.end), "text": b.text[:80]}
+            {"file": f.name, "kind": b.kind, "lines": list(lines.span(b.start, b.end)), "text": b.text[:80]}
             for f in parsed
             if f.chrome
             for lines in [LineIndex(f.text)]
@@ -911,4 +755,11 @@ def make_manifest(
         ],
         "versions": package_versions(),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        "inputs": inputs,
+        "corpus": corpus,
+        "model_identity": embedder.record(),
+        "pipeline": pipeline_fingerprint(),
+        "previous": previous,
+        "build": build,
+        "checksums": checksums,
+    })

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from indexer import store
 from indexer.store import ARTICLES, PASSAGES, StoredIndex
 
 VECTOR_TOLERANCE = 1e-4
@@ -29,8 +28,7 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
         for key in COMPARED_MANIFEST_KEYS
         if fresh.manifest.get(key) != stored.manifest.get(key)
     ]
-    asked, held = (store.recorded_precision(index.manifest["model"], manifest=index.generation / store.MANIFEST,
-                                            index=index.index) for index in (fresh, stored))
+    asked, held = fresh.manifest.precision, stored.manifest.precision
     if asked != held:
         problems.append(f"passages embedded at {held}, not {asked}")
     if not same_links(fresh.manifest.get("links"), stored.manifest.get("links")):

@@ -17,13 +17,14 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from indexer.chrome import Block, classify_blocks, split_blocks
 from indexer.errors import CorpusError, InputError
+from indexer.types import Article
 
 FRONT_MATTER = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n(?P<yaml>.*?)(?:\r?\n)?^---[ \t]*$(?:\r?\n)?", re.S | re.M)
 NODE_PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
@@ -35,40 +36,6 @@ DATE_FIELDS = ("publishedDateTime", "publishedDate", "published_at", "date")
 URL_FIELDS = ("webUrl", "originalUrl", "url")
 TEXT_FIELDS = ("title", "excerpt", "category", "type", *URL_FIELDS)
 MAX_HEADLINE_WORDS = 20
-
-
-@dataclass
-class Article:
-    """What a citation says about an article; ``key`` is its URL, or ``file:NAME`` if it has none."""
-
-    key: str
-    title: str | None = None
-    publisher: str | None = None
-    url: str | None = None
-    published: str | None = None
-    topics: list[str] = field(default_factory=list)
-    category: str | None = None
-    details: dict[str, str] = field(default_factory=dict)
-
-    def merge(self, other: Article) -> None:
-        """Fill fields this article lacks from ``other`` (a record's own fields win)."""
-        for name in ("title", "publisher", "url", "published", "category"):
-            if getattr(self, name) is None:
-                setattr(self, name, getattr(other, name))
-        self.topics = self.topics or other.topics
-        self.details = {**other.details, **self.details}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "title": self.title,
-            "publisher": self.publisher,
-            "url": self.url,
-            "published": self.published,
-            "topics": self.topics,
-            "category": self.category,
-            "details": self.details,
-        }
 
 
 @dataclass

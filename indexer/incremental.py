@@ -492,7 +492,7 @@ class VectorCache:
         matrix = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), dtype=np.float32)
         rows: dict[str, int] = {}
         for number, passage in enumerate(stored.passages()):
-            rows.setdefault(text_key(passage.get("embedded", passage["text"])), number)
+            rows.setdefault(text_key(passage.embed_text), number)
         keys_path, vectors_path = stored.generation / LINK_KEYS, stored.generation / LINK_VECTORS
         if keys_path.is_file() and vectors_path.is_file():
             keys = json.loads(keys_path.read_text(encoding="utf-8"))["sha256"]

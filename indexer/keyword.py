@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from indexer.errors import CorpusError
+from indexer.wordlists import QUESTION_WORDS
 
 KEYWORD_DIR = "bm25"
 ARTICLE_KEYWORD_DIR = "bm25_articles"
@@ -38,10 +39,6 @@ TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 NORMAL_FORM = "NFKC"
 """Unicode normalisation of texts and queries before tokenizing: a composed "ü" and a "u" with
 a combining diaeresis, full-width letters, ligatures such as "ﬁ" are the same word."""
-QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "when", "where", "which", "why", "how", "do", "does", "did"})
-"""Words that shape a question but say nothing about its answer. Lucene's English stopword
-list (bm25s's "en") keeps them, so "Who is X's director?" would favour any passage saying
-"who"; they are dropped from queries only (the index is unchanged)."""
 TOKENIZER_FILE = "tokenizer.json"
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,11 +39,9 @@ from typing import Any
 
 from indexer.errors import IndexFormatError
 from indexer.faiss_build import faiss_problem
+from indexer.manifest import MANIFEST, POINTER, Manifest, rebuild_hint
+from indexer.types import Article, Passage
 
-FORMAT = "semindex-index"
-FORMAT_VERSION = 1
-POINTER = "CURRENT"
-MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 PASSAGES = "passages.jsonl"
 OFFSETS = "passages.offsets.npy"
@@ -52,85 +49,6 @@ ARTICLES = "articles.json"
 FULL_CHECKSUM_LIMIT = 256 << 20
 """Index files up to this total size are checksummed on every load; larger ones by size only
 (``semindex info --verify`` checks everything)."""
-
-
-def _of(*types: type) -> Callable[[Any], bool]:
-    """A check that a value is one of ``types`` (JSON true and false are no numbers)."""
-    return lambda value: isinstance(value, types) and not isinstance(value, bool)
-
-
-FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
-    "an object": _of(dict),
-    "a list": _of(list),
-    "a string": _of(str),
-    "a string or null": _of(str, type(None)),
-    "a string if present": lambda value: value is ... or _of(str)(value),
-    "an integer": _of(int),
-    "a number": _of(int, float),
-    "a line range": lambda value: _of(list)(value) and len(value) == 2 and all(map(_of(int), value)),
-}
-MANIFEST_FIELDS: dict[str, str] = {
-    "model": "an object",
-    "model.id": "a string",
-    "model.fingerprint": "a string",
-    "model.dimension": "an integer",
-    "model.max_seq_length": "an integer",
-    "faiss": "an object",
-    "faiss.factory": "a string",
-    "faiss.search_params": "a string if present",
-    "chunking": "an object",
-    "chunking.max_tokens": "an integer",
-    "chunking.overlap": "an integer",
-    "keyword": "an object",
-    "keyword.k1": "a number",
-    "keyword.b": "a number",
-    "keyword.stemmer": "a string or null",
-    "keyword.stopwords": "a string",
-    "counts": "an object",
-    "counts.passages": "an integer",
-    "built_at": "a string",
-    "files": "an object",
-    "files.*": "an object",
-    "files.*.sha256": "a string",
-    "files.*.passages": "an integer",
-    "skipped": "a list",
-    "links": "a list",
-    "links.*": "an object",
-    "links.*.file": "a string",
-    "links.*.article": "a string",
-    "links.*.score": "a number",
-    "links.*.runner_up": "a number",
-    "chrome": "a list",
-    "chrome.*": "an object",
-    "chrome.*.file": "a string",
-    "chrome.*.kind": "a string",
-    "chrome.*.lines": "a line range",
-    "chrome.*.text": "a string",
-    "checksums": "an object",
-    "checksums.*": "an object",
-    "checksums.*.sha256": "a string",
-    "checksums.*.size": "an integer",
-}
-"""Every manifest field semindex reads (``*``: each key or item), with the kind it must be;
-a field comes after its parent, so the parent is known to be an object or a list."""
-
-
-def rebuild_hint(index: Path) -> str:
-    return f"rebuild it with: semindex build CORPUS --index {index} --full"
-
-
-def recorded_precision(model: dict[str, Any], *, manifest: Path, index: Path) -> str:
-    """The precision a manifest's ``model`` entry records passages were embedded at (fp32 when
-    it names none), or IndexFormatError naming ``manifest`` when semindex has no such precision."""
-    from indexer.onnx_export import PRECISIONS
-
-    precision = model.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise IndexFormatError(
-            f"{manifest}: field 'model.precision' is {precision!r}, not one of {', '.join(PRECISIONS)}; "
-            f"{rebuild_hint(index)} --precision int8 (or fp32)"
-        )
-    return str(precision)
 
 
 def sha256_file(path: Path) -> str:
@@ -141,55 +59,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _values(data: Any, parts: list[str]) -> list[Any]:
-    """Every value the dotted ``parts`` name in ``data``, level by level (``*``: each key or
-    item; a missing field is ``...``, which no JSON value is, so it fits no kind). Parents
-    come first in :data:`MANIFEST_FIELDS`, so each level is known to be an object or a list."""
-    values = [data]
-    for part in parts:
-        if part == "*":
-            values = [item for value in values for item in (value.values() if isinstance(value, dict) else value)]
-        else:
-            values = [value.get(part, ...) for value in values]
-    return values
-
-
-def _first_misfit(data: Any, parts: list[str], fits: Callable[[Any], bool], name: str = "") -> str | None:
-    """The dotted name of the first value ``parts`` names that does not fit (the slow walk,
-    run only once a field is known to be wrong, to say which)."""
-    if not parts:
-        return None if fits(data) else name
-    head, *rest = parts
-    items = (data.items() if isinstance(data, dict) else enumerate(data)) if head == "*" else [(head, data.get(head, ...))]
-    for key, value in items:
-        if (found := _first_misfit(value, rest, fits, f"{name}.{key}" if name else str(key))) is not None:
-            return found
-    return None
-
-
-def manifest_problem(manifest: dict[str, Any]) -> str | None:
-    """The first field of :data:`MANIFEST_FIELDS` missing from ``manifest`` or of another kind.
-    It runs on every open, and a manifest lists every corpus file, so the common case (all
-    fields fit) is checked a level at a time, without naming each field."""
-    for pattern, kind in MANIFEST_FIELDS.items():
-        parts, fits = pattern.split("."), FIELD_KINDS[kind]
-        if not all(map(fits, _values(manifest, parts))):
-            return f"field {_first_misfit(manifest, parts, fits)!r} is missing or not {kind}"
-    return None
-
-
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def write_passages(folder: Path, passages: list[dict[str, Any]]) -> None:
+def write_passages(folder: Path, passages: list[Passage]) -> None:
     """Write passages.jsonl and the offsets that let a reader seek to any passage."""
     import numpy as np
 
     offsets = [0]
     with (folder / PASSAGES).open("wb") as handle:
         for passage in passages:
-            line = (json.dumps(passage, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            line = (json.dumps(passage.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
             handle.write(line)
             offsets.append(offsets[-1] + len(line))
     np.save(folder / OFFSETS, np.asarray(offsets, dtype=np.int64))
@@ -261,7 +142,7 @@ class StoredIndex:
 
     index: Path
     generation: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @classmethod
     def open(cls, index: Path, *, verify: bool | None = None) -> StoredIndex:
@@ -271,23 +152,7 @@ class StoredIndex:
         default files are hashed when the generation is small, sized otherwise.
         """
         generation = live_generation(index)
-        path = generation / MANIFEST
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise IndexFormatError(f"{path}: missing; {rebuild_hint(index)}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IndexFormatError(f"{path}: corrupt manifest ({exc}); {rebuild_hint(index)}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise IndexFormatError(f"{path}: not a semindex manifest; {rebuild_hint(index)}")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{path}: index format version {manifest.get('format_version')} but this semindex reads "
-                f"version {FORMAT_VERSION}; {rebuild_hint(index)}"
-            )
-        if problem := manifest_problem(manifest):
-            raise IndexFormatError(f"{path}: {problem}; {rebuild_hint(index)}")
-        recorded_precision(manifest["model"], manifest=path, index=index)
+        manifest = Manifest.load(generation / MANIFEST, index=index)
         stored = cls(index=index, generation=generation, manifest=manifest)
         stored.check_files(verify=verify)
         return stored
@@ -296,7 +161,7 @@ class StoredIndex:
         """Every file of the generation is listed in the manifest's checksums at its size, and
         (small generations, or ``verify``) its sha256; ``verify`` also checks the vector and
         offset counts, which the query path checks when it first reads them."""
-        expected: dict[str, dict[str, Any]] = self.manifest["checksums"]
+        expected = self.manifest.checksums
         for path in sorted(self.generation.rglob("*")):
             name = path.relative_to(self.generation).as_posix()
             if name != MANIFEST and name not in expected and path.is_file():
@@ -320,11 +185,11 @@ class StoredIndex:
 
     @property
     def dimension(self) -> int:
-        return self.manifest["model"]["dimension"]
+        return self.manifest.dimension
 
     @property
     def count(self) -> int:
-        return self.manifest["counts"]["passages"]
+        return self.manifest.count
 
     @cached_property
     def vectors(self):
@@ -344,7 +209,7 @@ class StoredIndex:
             raise IndexFormatError(
                 f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
             )
-        if params := self.manifest["faiss"].get("search_params"):  # absent from older manifests
+        if params := self.manifest.search_params:
             try:
                 faiss.ParameterSpace().set_index_parameters(index, params)
             except RuntimeError as exc:
@@ -373,28 +238,49 @@ class StoredIndex:
             )
         return offsets
 
-    def passage(self, number: int) -> dict[str, Any]:
+    def passage(self, number: int) -> Passage:
         """Passage ``number`` (its vector id), read by seeking into passages.jsonl."""
         start, end = int(self.offsets[number]), int(self.offsets[number + 1])
         with (self.generation / PASSAGES).open("rb") as handle:
             handle.seek(start)
             line = handle.read(end - start)
         try:
-            return json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return Passage.from_json(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
             raise IndexFormatError(
                 f"{self.generation / PASSAGES}: corrupt at passage {number}; {rebuild_hint(self.index)}"
             ) from None
 
-    def passages(self) -> list[dict[str, Any]]:
+    def passages(self) -> list[Passage]:
         """All passages in vector order (for evaluation and checks, not the query path)."""
         with (self.generation / PASSAGES).open(encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle]
+            return [Passage.from_json(json.loads(line)) for line in handle]
 
     @cached_property
-    def articles(self) -> dict[str, dict[str, Any]]:
+    def articles(self) -> dict[str, Article]:
         path = self.generation / ARTICLES
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return {key: Article.from_dict(entry) for key, entry in data.items()}
+        except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError, AttributeError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+
+    def corpus_changes(self, corpus: Path | None = None) -> dict[str, list[str]] | None:
+        """Corpus files added, changed and removed since this generation was built, or None
+        when that cannot be told (the manifest predates the record, or the corpus folder is
+        gone). ``corpus`` defaults to the folder the manifest records (relative to the index
+        folder). Hashes every corpus file; for a stale-index warning."""
+        from indexer.discover import discover, hash_inputs
+
+        recorded, where = self.manifest.inputs, self.manifest.corpus
+        if recorded is None or (corpus is None and where is None):
+            return None
+        folder = corpus if corpus is not None else (self.index / where)
+        if not folder.is_dir():
+            return None
+        current = hash_inputs(discover(folder, warn=lambda message: None))
+        return {
+            "added": sorted(name for name in current if name not in recorded),
+            "changed": sorted(name for name, sha in current.items() if name in recorded and recorded[name] != sha),
+            "removed": sorted(name for name in recorded if name not in current),
+        }

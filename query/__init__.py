@@ -1,7 +1,8 @@
-"""Search and ask a semindex index: ``from query import search, ask``.
+"""Search and ask a semindex index: ``from query import search, ask, Index``.
 
-Both load the index once per process (keyed by its live generation) and embed the
-question with the index's own model.
+:class:`Index` is the one façade (``Index.open(path)``, then ``search``, ``ask``, ``info``);
+``search`` and ``ask`` here are shorthands for it. Each index is opened once per process
+(per live generation) and questions are embedded with the index's own model.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from query.index import Index
+    from query.readers import Reader
     from query.results import Answer, Citation, Hit
 
-__all__ = ["Answer", "Citation", "Hit", "ask", "search"]
+__all__ = ["Answer", "Citation", "Hit", "Index", "ask", "search"]
 
 
 def search(
@@ -20,38 +23,29 @@ def search(
 ) -> list[Hit]:
     """The ``k`` passages that best match ``question``, best first, each with its citation.
 
-    ``mode`` is ``hybrid`` (dense + BM25 fused; the default, best measured), ``dense`` or
-    ``keyword``. ``index`` defaults to ``$SEMINDEX_INDEX``, ``./index``, or the bundled index.
+    ``mode`` is ``hybrid`` (dense + BM25 fused; the default), ``dense`` or ``keyword``.
+    ``index`` defaults to ``$SEMINDEX_INDEX``, ``./index``, or the bundled index.
     ``faiss_params`` overrides the index's FAISS search parameters (``nprobe=64``).
     """
-    from query.searcher import open_searcher
+    from query.index import Index
 
-    return open_searcher(index, faiss_params=faiss_params).search(question, k=k, mode=mode)
+    return Index.open(index).search(question, k=k, mode=mode, faiss_params=faiss_params)
 
 
 def ask(
-    question: str, *, index: Path | str | None = None, k: int = 5, mode: str = "hybrid", faiss_params: str | None = None
+    question: str, *, index: Path | str | None = None, k: int = 5, mode: str = "hybrid", faiss_params: str | None = None,
+    reader: Reader | None = None,
 ) -> Answer:
     """A short answer with its citation when the corpus holds one; otherwise ``answer`` is
     None and ``confident`` False, and the nearest passages are still in ``hits``.
 
-    The answer is drawn from the best ``ANSWER_PASSAGES`` (3) passages whatever ``k`` is, so
-    ``k`` only sets how many ``hits`` come back: the ``k`` best, or down to the answering
-    passage when it ranks below them (``hits[answer_hit - 1]`` is always it)."""
-    import dataclasses
+    The answer is drawn from the best ``reader.passages`` hits whatever ``k`` is (3 for the
+    default sentence reader), so ``k`` only sets how many ``hits`` come back: the ``k`` best,
+    or down to the answering passage when it ranks below them (``hits[answer_hit - 1]`` is
+    always it)."""
+    from query.index import Index
 
-    from query.answer import ANSWER_PASSAGES, answer_from_hits
-    from query.searcher import check_query, open_searcher
-
-    check_query(question, k=k, mode=mode)
-    searcher = open_searcher(index, faiss_params=faiss_params)
-    hits = searcher.search(question, k=max(k, ANSWER_PASSAGES), mode=mode)
-    answer = answer_from_hits(question, hits, embed=searcher.embed,
-                              embed_question=searcher.embed_question, keyword=searcher.keyword)
-    answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)])
-    if warning := searcher.stale_warning():
-        answer.warnings.append(warning)
-    return answer
+    return Index.open(index).ask(question, k=k, mode=mode, reader=reader, faiss_params=faiss_params)
 
 
 def __getattr__(name: str):
@@ -59,4 +53,8 @@ def __getattr__(name: str):
         from query import results
 
         return getattr(results, name)
+    if name == "Index":
+        from query.index import Index
+
+        return Index
     raise AttributeError(f"module 'query' has no attribute {name!r}")

@@ -18,6 +18,8 @@ import re
 from typing import TYPE_CHECKING
 
 from indexer.chunking import sentence_spans
+from indexer.types import PassageKind
+from indexer.wordlists import FUNCTION_WORDS
 from query.answer_kinds import WHEN, WHO, as_phrase, expected_kind, kind_fit
 from query.results import Answer, Hit
 
@@ -29,10 +31,6 @@ ANSWER_PASSAGES = 3
 choose from, and more chances to prefer a sentence of a lower-ranked passage wrongly."""
 RANK_PENALTY = 0.05
 """Subtracted from a sentence's cosine per rank of its passage, so retrieval order breaks near-ties."""
-METADATA_KINDS = frozenset({"title", "publisher", "date", "meta"})
-"""Passages that are one fact about an article: answered whole, judged by their embedded
-rendering (the date "2023-05-12" as "Government Technology published “…” on May 12, 2023
-(2023-05-12).")."""
 CONFIDENCE_THRESHOLD = 0.4514
 """``confident`` is ``confidence >= CONFIDENCE_THRESHOLD``; set by bench/calibrate.py."""
 FULL_NAME_EVIDENCE = 0.10
@@ -41,24 +39,13 @@ question asks for, which meaning and wording miss: "Who runs EleutherAI?" shares
 "…says Stella Biderman, who divides her time between EleutherAI, where she is executive
 director…". Of 0, 0.03, 0.05 and 0.10, the value that bench/calibrate.py's objective rates
 best on the development questions."""
-FUNCTION_WORDS = (
-    "a an and are as at be been being but by can could did do does doing done for from had has have having he her "
-    "hers him his how i if in is it its itself may me might must my of on or our she should so some than that the "
-    "their them then there these they this those to too us very was we were what when where which who whom whose "
-    "why will with would you your"
-)
-"""Words that carry no answer, dropped from the wording on top of the keyword index's short
-stopword list (Lucene's 33 words keep "so", "have", "would": "Why is that so?" would match
-any sentence saying "so")."""
-
-
 class Wording:
     """How a text's words agree with a question's, as the index's keyword side tokenizes and
     stems them ("reverses" matches "reversing"), each question term weighted by its BM25 IDF."""
 
     def __init__(self, question: str, *, keyword: KeywordIndex) -> None:
         self.keyword = keyword
-        self.function_terms = frozenset(keyword.terms(FUNCTION_WORDS))
+        self.function_terms = frozenset(keyword.terms(" ".join(sorted(FUNCTION_WORDS))))
         self.weights = keyword.term_weights(list(dict.fromkeys(self.terms(question))))
 
     def terms(self, text: str) -> list[str]:
@@ -110,11 +97,11 @@ def answers_this_kind_of_question(passage_kind: str, *, question: str, kind: str
     loaded words ("A Google engineer's leaked memo … signals Big Tech worries."), which are no
     answer to "Who wrote the leaked Google memo?"."""
     lowered = question.lower()
-    if passage_kind == "date":
+    if passage_kind == PassageKind.DATE:
         return kind == WHEN and bool(ARTICLE_WORDS.search(lowered))
-    if passage_kind == "publisher":
+    if passage_kind == PassageKind.PUBLISHER:
         return bool(PUBLICATION_WORDS.search(lowered))
-    if passage_kind == "title" and ARTICLE_WORDS.search(lowered) and not NAMING_WORDS.search(lowered):
+    if passage_kind == PassageKind.TITLE and ARTICLE_WORDS.search(lowered) and not NAMING_WORDS.search(lowered):
         return False
     if listed:
         names_publisher = bool(publisher and publisher.strip()) and as_phrase(publisher).search(question) is not None
@@ -141,13 +128,13 @@ def best_sentence(question: str, hits: list[Hit], *, embed, embed_question,
                                              listed=hit.citation.listed_by is not None,
                                              publisher=hit.citation.publisher):
             continue
-        if hit.citation.kind in METADATA_KINDS:
+        if PassageKind(hit.citation.kind).is_metadata:  # one fact: answered whole, judged by its rendering
             spans, evidence = [(0, len(hit.text))], hit.embedded
         else:
             spans, evidence = sentence_spans(hit.text) or [(0, len(hit.text))], None
         for start, end in spans:
             shown = hit.text[start:end]
-            is_name = hit.citation.kind == "publisher"
+            is_name = hit.citation.kind == PassageKind.PUBLISHER
             fit = 1 if kind is None else kind_fit(kind, question=question, text=shown, is_name=is_name,
                                                   reporter=None if is_name else hit.citation.publisher)
             if fit and wording.adds_to_question(shown):
@@ -175,18 +162,22 @@ def answer_from_hits(question: str, hits: list[Hit], *, embed, embed_question, k
     wording = Wording(question, keyword=keyword)
     chosen = best_sentence(question, hits, embed=embed, embed_question=embed_question, wording=wording)
     if chosen is None:
-        return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits)
+        return Answer(question=question, answer=None, confident=False, confidence=0.0, citations=[], hits=hits,
+                      reader="sentence")
     hit, start, end, cosine, full_name = chosen
     confidence = confidence_score(cosine, wording.coverage(hit.embedded or hit.text)) + FULL_NAME_EVIDENCE * full_name
     confident = confidence >= CONFIDENCE_THRESHOLD
     base = hit.citation.chars[0]
+    answer = hit.text[start:end] if confident else None
     return Answer(
         question=question,
-        answer=hit.text[start:end] if confident else None,
+        answer=answer,
         confident=confident,
         confidence=confidence,
         citations=[hit.citation] if confident else [],
         hits=hits,
         answer_chars=(base + start, base + end) if confident else None,
         answer_hit=hit.rank if confident else None,
+        evidence=answer,
+        reader="sentence",
     )

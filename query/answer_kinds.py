@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from indexer.wordlists import NOT_NAMES, TITLE_CASE_GLUE
+
 WHO, WHEN, QUANTITY = "who", "when", "quantity"
 
 _ASKS = (  # "which (print) edition" asks when: a paper's edition is named by its date
@@ -36,11 +38,6 @@ the memo work at Google?"), whatever question word follows."""
 _FULL_NAME = re.compile(r"[A-Z][\w’'.\-]*(?:\s+(?:[A-Z][\w’'.\-]*|&))*\s+[A-Z][\w’'.\-]*")
 """Two or more capitalised words in a row ("Stella Biderman", "Booz Allen Hamilton", "Meta AI")."""
 _CAPITALISED = re.compile(r"[A-Z][\w’'.\-]*")
-_NOT_NAMES = frozenset("a an and as at but by for from he her his i if in it its no not of on or she so that the "
-                       "their there these they this those to we what when where which who why with you".split())
-"""Capitalised inside a sentence after a colon or an opening quote, without naming anyone."""
-_TITLE_CASE_GLUE = frozenset("a an and as at by for from in of on or the to vs with".split())
-"""The only lowercase words a Title Case heading has ("Lessons from the Open-Source Community")."""
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _TIME = re.compile(  # a whole ISO date before its year: "2023-05-15" is new to "When in 2023 …?"
     rf"\b\d{{4}}-\d\d-\d\d\b|\b(1[5-9]\d\d|20\d\d)s?\b|\b({_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|"
@@ -93,7 +90,7 @@ def kind_fit(kind: str, *, question: str, text: str, is_name: bool = False, repo
         if any(new(name) for name in _full_names(text)):
             return 2
         inside = [m.group() for m in _CAPITALISED.finditer(text) if text[:m.start()].strip(" “\"‘'(")]
-        return int(any(new(word) and word.lower() not in _NOT_NAMES for word in inside))
+        return int(any(new(word) and word.lower() not in NOT_NAMES for word in inside))
     if kind == WHEN:
         return int(any(match.group().lower() not in asked for match in _TIME.finditer(text)))
     if kind == QUANTITY:
@@ -114,7 +111,7 @@ def _full_names(text: str) -> list[str]:
     names = []
     for run in _FULL_NAME.finditer(text):
         words = run.group().split()
-        while words and words[0].lower() in _NOT_NAMES:
+        while words and words[0].lower() in NOT_NAMES:
             words.pop(0)
         if len(words) >= 2:
             names.append(" ".join(words))
@@ -125,4 +122,4 @@ def _is_heading(text: str) -> bool:
     """Title Case: four or more capitalised words, and no lowercase word but glue ("of", "the")."""
     words = _WORD.findall(text)
     capitalised = sum(word[0].isupper() for word in words)
-    return capitalised >= 4 and all(word[0].isupper() or word in _TITLE_CASE_GLUE for word in words if word.isalpha())
+    return capitalised >= 4 and all(word[0].isupper() or word in TITLE_CASE_GLUE for word in words if word.isalpha())

@@ -81,8 +81,9 @@ def build(
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster; checked to keep mean cosine >= 0.98 to fp32, else a default build embeds at fp32). Default: INDEX's current precision, else int8.")] = None,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
-    from indexer.build import build_index, live_chunking, live_factory, live_precision
+    from indexer.build import build_index
     from indexer.chunking import ChunkSettings
+    from indexer.manifest import KeptSettings
 
     settings = ChunkSettings(max_tokens=max_tokens) if max_tokens is not None else None
     chosen = precision.value if precision else None
@@ -95,8 +96,9 @@ def build(
         remove_leftovers(Path(tempfile.gettempdir()), pattern=CHECK_SCRATCH)
         with tempfile.TemporaryDirectory(prefix=f"semindex-check-{os.getpid()}-") as scratch:
             fresh = Path(scratch) / "index"
-            build_index(corpus=corpus, index=fresh, model=model, settings=settings or live_chunking(index),
-                        factory=faiss_factory or live_factory(index), warn=_warn, precision=chosen or live_precision(index))
+            kept = KeptSettings.of(index)
+            build_index(corpus=corpus, index=fresh, model=model, settings=settings or kept.chunking,
+                        factory=faiss_factory or kept.factory, warn=_warn, precision=chosen or kept.precision())
             problems = compare_indexes(expected=fresh, actual=index)
         if problems:
             for problem in problems:
@@ -145,11 +147,11 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Ranked passages for QUESTION, each with its citation."""
-    from query.searcher import open_searcher
+    from query.index import Index
 
-    searcher = open_searcher(index, faiss_params=faiss_params)
-    hits = searcher.search(question, k=k, mode=mode)
-    warning = searcher.stale_warning()
+    opened = Index.open(index)
+    hits = opened.search(question, k=k, mode=mode, faiss_params=faiss_params)
+    warning = opened.stale_warning()
     if warning:
         _warn(warning)
     if as_json:
@@ -169,9 +171,9 @@ def ask(
     as_json: JsonOption = False,
 ) -> None:
     """A short answer with its citation (or none), and the passages behind it."""
-    from query import ask as run_ask
+    from query.index import Index
 
-    answer = run_ask(question, index=index, k=k, mode=mode, faiss_params=faiss_params)
+    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params)
     for warning in answer.warnings:
         _warn(warning)
     if as_json:
@@ -229,11 +231,11 @@ def info(
     as_json: JsonOption = False,
 ) -> None:
     """The index's manifest: model, counts, files, linked bodies, skipped chrome."""
-    from indexer.store import StoredIndex
-    from query.searcher import default_index
+    from query.index import Index, default_index
 
-    stored = StoredIndex.open(index or default_index(), verify=verify or None)
-    manifest = stored.manifest
+    folder = index or default_index()
+    opened = Index.open(folder)
+    manifest = opened.info(verify=verify)
     if as_json:
         print(json.dumps(manifest, ensure_ascii=False, indent=2))
         return
@@ -242,7 +244,7 @@ def info(
 
     console = _console()
     model = manifest["model"]
-    console.print(Text.assemble((str(stored.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
+    console.print(Text.assemble((str(folder / opened.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
     precision = model.get("precision", "fp32")
     if precision != "fp32":
         precision += f" (recipe {model.get('int8_recipe', 1)}, {model.get('int8_fp32_matmuls', 0)} MatMuls at fp32)"

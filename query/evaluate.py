@@ -111,7 +111,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
 
     from indexer.documents import yaml_problem
     from query.answer import answer_from_hits
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     try:
         questions = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -126,8 +126,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")
     passages = searcher.stored.passages()
-    by_id = {str(p["id"]): p for p in passages}
-    indexed_files = {source["file"] for p in passages for source in p["sources"]}
+    by_id = {str(p.id): p for p in passages}
+    indexed_files = {file for p in passages for file in p.files}
     rankings, qrels, latencies, warnings, abstained, unanswerable, answered_right = [], [], [], [], 0, 0, 0
     for number, question in enumerate(questions, start=1):
         answers = [a.lower() for a in question.get("answers") or []]
@@ -143,12 +143,12 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         answered_right += short is not None and any(a in short.lower() for a in answers)
         sources = set(question.get("sources") or [])
         relevant = {
-            str(p["id"]): 1
+            str(p.id): 1
             for p in passages
-            if any(a in p["text"].lower() for a in answers) and sources & {s["file"] for s in p["sources"]}
+            if any(a in p.text.lower() for a in answers) and sources & p.files
         }
         for pid in list(relevant):  # a copy of a relevant text is shown as the same hit (also_in)
-            relevant.update((str(copy), 1) for copy in by_id[pid].get("copies", []))
+            relevant.update((str(copy), 1) for copy in by_id[pid].copies)
         if not relevant:
             unknown = sorted(sources - indexed_files)
             why = (f"source(s) {', '.join(map(repr, unknown))} not in the index" if unknown
@@ -173,7 +173,7 @@ def cached_beir_index(folder: Path, dataset, *, model: str | None = None, precis
     from indexer.chunking import ChunkSettings
     from indexer.onnx_export import cache_root
     from indexer.store import POINTER
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     settings = ChunkSettings()
     if precision is None:
@@ -222,22 +222,22 @@ def built_by_other_code(index: Path) -> bool:
     """Was this cached index built by indexer code other than this (its manifest's pipeline
     fingerprint differs)? A cache key names the corpus and settings, not the code. An
     unreadable manifest is left to opening the index, which says what is wrong."""
-    from indexer.build import from_live_manifest
     from indexer.incremental import pipeline_fingerprint
+    from indexer.manifest import Manifest
 
-    recorded = from_live_manifest(index, lambda manifest: [manifest.get("pipeline")])
-    return recorded is not None and recorded[0] != pipeline_fingerprint()
+    recorded = Manifest.peek(index)
+    return recorded is not None and recorded.get("pipeline") != pipeline_fingerprint()
 
 
 def model_change(index: Path, *, model: str | None) -> str | None:
     """Which of a model folder's weights and prompts differ from what this cached index records
     ("the weights of model 'x'"), or None. A cache key names the model, not its files. A hub
     name's fingerprint is its name, so it is not loaded to tell; nor is an unreadable manifest."""
-    from indexer.build import from_live_manifest
     from indexer.incremental import BuildModel
+    from indexer.manifest import Manifest
 
-    manifest = from_live_manifest(index, lambda manifest: {**manifest, "model": dict(manifest["model"])})
-    if manifest is None:
+    manifest = Manifest.peek(index)
+    if manifest is None or not isinstance(manifest.get("model"), dict):
         return None
     current = BuildModel(model=model, recorded=manifest)  # the weights are hashed only when their stat changed
     if current.ref.local_path is None:
@@ -265,7 +265,8 @@ def cache_fill_lock(index: Path) -> Iterator[None]:
 
 def beir_documents(dataset) -> list:
     """Each BEIR document as a parsed file: a title passage and body passages of one article."""
-    from indexer.documents import Article, ParsedFile, Segment
+    from indexer.documents import ParsedFile, Segment
+    from indexer.types import Article
 
     parsed = []
     for doc_id, document in dataset.corpus.items():
@@ -297,7 +298,7 @@ def evaluate_beir(
     with ``ranker`` (returning article keys), named ``label`` in the report. ``split``
     None evaluates ``test`` where the folder has it, else its only split."""
     from query.beir import BeirFormatError, load_beir
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     try:
         dataset = load_beir(folder, split=split)

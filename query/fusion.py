@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 RRF_K = 60
 """Reciprocal rank fusion constant from Cormack, Clarke & Büttcher, "Reciprocal Rank Fusion
@@ -80,3 +82,31 @@ def minmax_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tupl
         for doc, score in run:
             fused[doc] = fused.get(doc, 0.0) + weight * ((score - low) / (high - low) if high > low else 1.0)
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+@dataclass(frozen=True)
+class Runs:
+    """What fusion works from: the dense and keyword runs as (item, score) best first, the
+    question vector, and for article runs each article's best passage (for clause rescoring;
+    passage runs leave it None, each item being its own passage)."""
+
+    dense: list[tuple]
+    keyword: list[tuple]
+    vector: Any
+    best_passage: dict[str, int] | None = None
+    keyword_complete: bool = False
+    """The keyword run holds every item BM25 scores above zero (asked for one more than it
+    keeps, BM25 did not fill that place)."""
+
+    def keyword_scores(self, fused_with: Sequence[Sequence[tuple]] | None = None) -> list[tuple]:
+        """The keyword run as score fusion should see it: a complete run followed by the other
+        items of the runs it is fused with (default: the dense run) at their true BM25 score,
+        0 (see :func:`with_true_zeros`)."""
+        if not self.keyword_complete:
+            return self.keyword
+        return with_true_zeros(self.keyword, [self.dense] if fused_with is None else fused_with)
+
+    def passage(self, item) -> int | None:
+        """The passage that stands for ``item``: itself, or an article's best passage (None
+        for an article that BM25 alone found)."""
+        return item if self.best_passage is None else self.best_passage.get(item)

@@ -12,7 +12,8 @@ embedded as, so a metadata passage's clauses include the article title it was em
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 CLAUSE_TOP = 3
 """Fused results whose clauses are embedded. bench/quality.py at mix 0.3: depths 3, 5 and 10
@@ -51,3 +52,33 @@ def mix_clause_scores(
         own = scores.get(item, floor)
         scores[item] = max(own, (1 - mix) * own + mix * clause)
     return sorted(scores.items(), key=lambda entry: -entry[1])
+
+
+class ClauseRescorer:
+    """The rescoring stage: each target item's dense score is lifted by the best clause of its
+    passage (:func:`mix_clause_scores`). Clauses shared by overlapping passages are embedded
+    once, all in one batch.
+
+    ``embed`` maps passage-like texts to unit vectors; ``passage_text`` gives the text a
+    passage was embedded as."""
+
+    def __init__(self, *, embed: Callable[[list[str]], Any], passage_text: Callable[[int], str]) -> None:
+        self.embed = embed
+        self.passage_text = passage_text
+
+    def rescore(self, dense: Sequence[tuple[Hashable, float]], targets: Sequence[tuple[Hashable, int]], vector, *,
+                mix: float = CLAUSE_MIX) -> list[tuple[Hashable, float]]:
+        """``dense`` with each (item, passage id) of ``targets`` lifted by that passage's best
+        clause's cosine to the question ``vector``."""
+        owners: dict[str, list[Hashable]] = {}
+        for item, pid in targets:
+            for clause in clauses(self.passage_text(pid)):
+                owners.setdefault(clause, []).append(item)
+        if not owners:
+            return list(dense)
+        texts = list(owners)
+        best: dict[Hashable, float] = {}
+        for text, cosine in zip(texts, (self.embed(texts) @ vector).tolist()):
+            for item in owners[text]:
+                best[item] = max(best.get(item, -1.0), cosine)
+        return mix_clause_scores(dense, best, mix=mix)

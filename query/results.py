@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from indexer.types import Article, Source
 
 
 @dataclass(frozen=True)
@@ -25,17 +28,18 @@ class Citation:
     listed_by: str | None = None
 
     @classmethod
-    def from_stored(cls, source: dict[str, Any], article: dict[str, Any]) -> Citation:
+    def from_stored(cls, source: Source, article: Article | None) -> Citation:
+        """The citation of one stored source of a passage, with its article's fields."""
         return cls(
-            file=source["file"],
-            title=article.get("title"),
-            publisher=article.get("publisher"),
-            url=article.get("url"),
-            published=article.get("published"),
-            lines=(source["lines"][0], source["lines"][1]),
-            chars=(source["chars"][0], source["chars"][1]),
-            kind=source.get("kind", "body"),
-            listed_by=source.get("listed_by"),
+            file=source.file,
+            title=article.title if article else None,
+            publisher=article.publisher if article else None,
+            url=article.url if article else None,
+            published=article.published if article else None,
+            lines=source.lines,
+            chars=source.chars,
+            kind=source.kind.value,
+            listed_by=source.listed_by,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +84,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class Answer:
-    """A short answer (a sentence or span of the best passage) or None, with its evidence."""
+    """A short answer or None, with where it came from.
+
+    ``answer_chars`` is the answer's [start, end) in the file of ``hits[answer_hit - 1]``'s
+    citation, so the quoted answer is always the file's own text; ``evidence`` is the
+    sentence holding the answer (for the sentence reader, the answer itself); ``reader``
+    names the :class:`~query.readers.Reader` that chose it.
+    """
 
     question: str
     answer: str | None
@@ -91,6 +101,8 @@ class Answer:
     answer_chars: tuple[int, int] | None = None
     answer_hit: int | None = None
     warnings: list[str] = field(default_factory=list)
+    evidence: str | None = None
+    reader: str = "sentence"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,4 +115,6 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "hits": [h.to_dict() for h in self.hits],
             "warnings": self.warnings,
+            "evidence": self.evidence,
+            "reader": self.reader,
         }

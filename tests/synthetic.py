@@ -141,6 +141,6 @@ def search_snapshot(index: Path, queries: list[str], query_vectors, *, k: int = 
             hits = []
             for number in ranking:
                 passage = stored.passage(number)
-                hits.append((number, passage["text"], passage["sources"][0]["file"]))
+                hits.append((number, passage.text, passage.sources[0].file))
             results.append(hits)
     return results

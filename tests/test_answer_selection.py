@@ -91,7 +91,7 @@ def test_an_unknown_kind_is_a_programming_error():
 
 def test_wording_weighs_rare_question_words_above_common_ones():
     from query.answer import Wording
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     wording = Wording("What do critics of open-source AI models underestimate?", keyword=open_searcher(INDEX).keyword)
     answer = "Their critics dwell on the dangers and underestimate the benefits"
@@ -103,7 +103,7 @@ def test_wording_weighs_rare_question_words_above_common_ones():
 
 def test_function_words_are_no_wording():
     from query.answer import Wording
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     wording = Wording("Why is that so?", keyword=open_searcher(INDEX).keyword)
     assert wording.weights == {} and wording.coverage("It moves so quickly.") == 0.0

@@ -74,7 +74,7 @@ def test_symlink_loops_are_skipped(hostile_build):
 def test_the_rest_is_indexed(hostile_build):
     report, _, index = hostile_build
     stored = StoredIndex.open(index)
-    assert {s["file"] for p in stored.passages() for s in p["sources"]} == {"good.txt"}
+    assert {s.file for p in stored.passages() for s in p.sources} == {"good.txt"}
     assert report.files == 1
 
 
@@ -101,8 +101,8 @@ def test_empty_front_matter_is_a_bare_body(write_corpus, tmp_path, embedder):
     assert report.files == 3
     stored = StoredIndex.open(tmp_path / "index")
     for name, text in (("kites.md", "Kites fly over the beach in Brighton."), ("gulls.md", "Gulls steal chips on the pier.")):
-        [passage] = [p for p in stored.passages() if p["sources"][0]["file"] == name]
-        assert passage["text"] == text and passage["article"] == f"file:{name}"
+        [passage] = [p for p in stored.passages() if p.sources[0].file == name]
+        assert passage.text == text and passage.article == f"file:{name}"
 
 
 def test_byte_order_mark_before_a_bare_body_and_its_date(tmp_path):

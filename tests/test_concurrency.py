@@ -50,7 +50,7 @@ def read_one_generation(index: Path, query_vector) -> tuple[str, int]:
     assert hits and all(0 <= i < stored.count for i in hits)
     for number in hits:
         passage = stored.passage(number)
-        versions.update(source["file"].split("-", 1)[0] for source in passage["sources"])
+        versions.update(source.file.split("-", 1)[0] for source in passage.sources)
     versions.update(name.split("-", 1)[0] for name in stored.manifest["files"])
     versions.update(re.findall(r"/(e\d+)/", " ".join(stored.articles)))
     assert len(versions) == 1, (stored.generation, versions)

@@ -107,10 +107,10 @@ def test_build_with_bad_files_succeeds_and_indexes_the_good_one(mixed_build) -> 
     stored = StoredIndex.open(index)
     assert set(stored.manifest["files"]) == {"good.txt"}
     assert stored.manifest["counts"]["skipped_files"] == len(BAD_FILES) + len(EXTRA_BAD_FILES)
-    texts = [p["text"] for p in stored.passages()]
+    texts = [p.text for p in stored.passages()]
     assert "Council approves the river bridge" in texts
     assert any("approved the new bridge" in t for t in texts)
-    assert {s["file"] for p in stored.passages() for s in p["sources"]} == {"good.txt"}
+    assert {s.file for p in stored.passages() for s in p.sources} == {"good.txt"}
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))

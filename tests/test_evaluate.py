@@ -253,7 +253,7 @@ def test_beir_text_that_cannot_be_searched_is_one_line_error(tmp_path, name, lin
 
 
 def test_a_damaged_beir_cache_is_indexed_again(tmp_path, capsys, monkeypatch):
-    import query.searcher
+    import query.index
 
     folder = write_beir(tmp_path / "tiny")
     cache = tmp_path / "cache"
@@ -262,7 +262,7 @@ def test_a_damaged_beir_cache_is_indexed_again(tmp_path, capsys, monkeypatch):
     generation = index / (index / "CURRENT").read_text().strip()
     with (generation / "passages.jsonl").open("a", encoding="utf-8") as handle:
         handle.write("{}\n")
-    monkeypatch.setattr(query.searcher, "_OPEN", {})  # as in a new process
+    monkeypatch.setattr(query.index, "_OPEN", {})  # as in a new process
     report = evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32").to_dict()
     assert report["hit@1"] == 1.0
     assert "passages.jsonl: corrupt" in capsys.readouterr().err

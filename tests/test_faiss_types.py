@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from indexer.build import build_index, choose_factory, default_search_params
+from indexer.build import build_index
+from indexer.faiss_build import choose_factory, default_search_params
 from indexer.errors import SemindexError
 from indexer.store import StoredIndex
-from query.searcher import open_searcher
+from query.index import open_searcher
 
 
 def test_factory_follows_the_size():

@@ -72,7 +72,7 @@ def test_a_rare_word_found_only_by_keywords_ranks_first_in_hybrid():
 def test_a_rare_word_ranks_its_article_first_in_hybrid_article_ranking():
     """The same for whole articles (``rank_articles``, what a BEIR evaluation ranks): the
     Booz passage is in body file 002, linked to the MIT Technology Review article."""
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     top = open_searcher(INDEX).rank_articles("Booz", k=1)[0][0]
     assert top == "https://www.technologyreview.com/2023/05/12/1072950/open-source-ai-google-openai-eleuther-meta/"

@@ -31,7 +31,7 @@ STRICT = 1e-5
 
 
 def embedded_texts(index: Path) -> set[str]:
-    return {p.get("embedded", p["text"]) for p in StoredIndex.open(index).passages()}
+    return {p.embed_text for p in StoredIndex.open(index).passages()}
 
 
 def vectors(index: Path) -> np.ndarray:
@@ -118,7 +118,7 @@ def test_random_edit_sequence_matches_a_full_build_each_step(embedder, tmp_path:
             assert after == before, ops
             continue
         # only passages whose embedded text is new were embedded (the full build proves they all were)
-        new = [p for p in StoredIndex.open(index).passages() if p.get("embedded", p["text"]) not in before]
+        new = [p for p in StoredIndex.open(index).passages() if p.embed_text not in before]
         assert report.embedded <= len(new), (step, ops, report)
         assert report.reused + report.embedded == report.passages, (step, ops, report)
         assert_same_as_full(corpus, index, embedder, scratch)
@@ -158,8 +158,8 @@ def test_metadata_only_change_updates_articles_without_embedding(embedder, small
     assert report.changes == {"added": 0, "changed": 1, "removed": 0}
     stored = StoredIndex.open(index)
     key = files[name].split('webUrl: "', 1)[1].split('"', 1)[0]
-    assert stored.articles[key]["category"] == "obituaries"
-    assert stored.articles[key]["topics"][0] == "Obituaries"
+    assert stored.articles[key].category == "obituaries"
+    assert stored.articles[key].topics[0] == "Obituaries"
 
 
 def test_new_url_moves_passages_to_the_new_article_without_embedding(embedder, small) -> None:
@@ -171,7 +171,7 @@ def test_new_url_moves_passages_to_the_new_article_without_embedding(embedder, s
     assert report.embedded == 0
     stored = StoredIndex.open(index)
     assert old not in stored.articles and "https://example.com/moved" in stored.articles
-    assert {p["article"] for p in stored.passages() if p["sources"][0]["file"] == "r0004.md"} == {
+    assert {p.article for p in stored.passages() if p.sources[0].file == "r0004.md"} == {
         "https://example.com/moved"}
 
 
@@ -185,7 +185,7 @@ def test_new_title_re_embeds_only_the_passages_that_embed_it(embedder, small) ->
     assert report.embedded == 4, report
     stored = StoredIndex.open(index)
     key = files["r0001.md"].split('webUrl: "', 1)[1].split('"', 1)[0]
-    assert stored.articles[key]["title"] == "Completely new headline for the story"
+    assert stored.articles[key].title == "Completely new headline for the story"
 
 
 def test_deleted_file_drops_its_passages_and_count_matches_vectors(embedder, small) -> None:
@@ -195,7 +195,7 @@ def test_deleted_file_drops_its_passages_and_count_matches_vectors(embedder, sma
     report = build_index(corpus=corpus, index=index, embedder=embedder)
     assert report.changes["removed"] == 1 and report.embedded == 0
     stored = StoredIndex.open(index)
-    assert all(s["file"] != "r0003.md" for p in stored.passages() for s in p["sources"])
+    assert all(s.file != "r0003.md" for p in stored.passages() for s in p.sources)
     assert stored.vectors.ntotal == stored.count == len(stored.passages()) == len(stored.offsets) - 1
     assert "r0003.md" not in stored.manifest["files"]
 
@@ -208,9 +208,9 @@ def test_reingesting_a_copy_adds_a_source_not_a_duplicate(embedder, small) -> No
     for _ in range(2):
         report = build_index(corpus=corpus, index=index, embedder=embedder)
         assert report.passages == count and report.embedded == 0
-    texts = [p.get("embedded", p["text"]) for p in StoredIndex.open(index).passages()]
+    texts = [p.embed_text for p in StoredIndex.open(index).passages()]
     assert len(texts) == len(set(texts))
-    sources = [s["file"] for p in StoredIndex.open(index).passages() for s in p["sources"]]
+    sources = [s.file for p in StoredIndex.open(index).passages() for s in p.sources]
     assert sources.count("copy-of-r0002.md") == sources.count("r0002.md") > 0
 
 
@@ -382,18 +382,16 @@ def test_no_pickle_anywhere(small) -> None:
 
 
 def test_corpus_changes_tell_a_stale_index(embedder, small) -> None:
-    from indexer.build import corpus_changes
-
     files, corpus, index = small
-    assert corpus_changes(StoredIndex.open(index)) == {"added": [], "changed": [], "removed": []}
+    assert StoredIndex.open(index).corpus_changes() == {"added": [], "changed": [], "removed": []}
     files["r0001.md"] = files["r0001.md"].replace("category: ", "category: z", 1)
     del files["r0002.md"]
     files["new.txt"] = "A new headline\n\nA new body sentence.\n"
     write_corpus(corpus, files)
-    assert corpus_changes(StoredIndex.open(index)) == {"added": ["new.txt"], "changed": ["r0001.md"],
+    assert StoredIndex.open(index).corpus_changes() == {"added": ["new.txt"], "changed": ["r0001.md"],
                                                        "removed": ["r0002.md"]}
     build_index(corpus=corpus, index=index, embedder=embedder)
-    assert corpus_changes(StoredIndex.open(index)) == {"added": [], "changed": [], "removed": []}
+    assert StoredIndex.open(index).corpus_changes() == {"added": [], "changed": [], "removed": []}
 
 
 @pytest.mark.parametrize("change", [False, True], ids=["up-to-date", "changed"])

@@ -215,8 +215,8 @@ class Built:
         self.report = report
         self.warnings = warnings
         self.stored = StoredIndex.open(index)
-        self.passages = self.stored.passages()
-        self.articles = self.stored.articles
+        self.passages = [passage.to_json() for passage in self.stored.passages()]  # as on disk
+        self.articles = {key: article.to_dict() for key, article in self.stored.articles.items()}  # as on disk
 
     def raw(self, name: str) -> str:
         return (self.stored.generation / name).read_text(encoding="utf-8")
@@ -611,9 +611,9 @@ def test_long_body_is_cut_within_the_model_limit(write_corpus, embedder, tmp_pat
     passages = stored.passages()
     assert len(passages) > 5
     for passage in passages:
-        start, end = passage["sources"][0]["chars"]
-        assert text[start:end] == passage["text"]
-        size = len(embedder.tokenizer(passage.get("embedded", passage["text"]))["input_ids"])
+        start, end = passage.sources[0].chars
+        assert text[start:end] == passage.text
+        size = len(embedder.tokenizer(passage.embed_text)["input_ids"])
         assert size <= embedder.max_seq_length
 
 
@@ -698,9 +698,9 @@ def test_a_title_too_long_to_be_context_is_left_out_of_what_is_embedded(write_co
     build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
     limit = embedder.max_seq_length
     for passage in StoredIndex.open(tmp_path / "index").passages():
-        embedded = passage.get("embedded") or passage["text"]
-        assert len(embedder.tokenizer(embedded)["input_ids"]) <= limit, passage["kind"]
-        if passage["kind"] == "excerpt":
+        embedded = passage.embed_text
+        assert len(embedder.tokenizer(embedded)["input_ids"]) <= limit, passage.kind
+        if passage.kind == "excerpt":
             assert "headline0" not in embedded
 
 

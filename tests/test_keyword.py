@@ -10,7 +10,8 @@ import Stemmer
 
 from bm25s.tokenization import _infer_stopwords
 
-from indexer.keyword import QUESTION_WORDS, KeywordIndex, KeywordSettings
+from indexer.keyword import KeywordIndex, KeywordSettings
+from indexer.wordlists import QUESTION_WORDS
 
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "scifact"
 

@@ -14,6 +14,7 @@ from test_errors import error_line, run_cli
 
 from indexer import store
 from indexer.errors import IndexFormatError
+from indexer.manifest import schema_problem
 from indexer.store import StoredIndex
 
 
@@ -104,7 +105,7 @@ def test_search_params_that_do_not_fit_the_faiss_index_are_refused(built: Path, 
 
 
 def test_a_built_manifest_has_every_field_it_is_checked_for(built: Path) -> None:
-    assert store.manifest_problem(StoredIndex.open(built).manifest) is None
+    assert schema_problem(StoredIndex.open(built).manifest.to_json()) is None
 
 
 def test_build_over_a_broken_manifest_rebuilds_in_full(built: Path, tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_queries_never_ask_a_hub_for_the_model(built: Path, tmp_path: Path, monk
     would do with a hub is never tried."""
     import sentence_transformers
 
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     asked: list[dict] = []
 

@@ -48,7 +48,7 @@ def test_int8_vectors_stay_close_to_fp32(bundled_index: Path, fp32_index: Path) 
     quantized, exact = StoredIndex.open(bundled_index), StoredIndex.open(fp32_index)
     assert quantized.manifest["model"]["precision"] == "int8"
     assert "precision" not in exact.manifest["model"]
-    assert [p["text"] for p in quantized.passages()] == [p["text"] for p in exact.passages()]
+    assert [p.text for p in quantized.passages()] == [p.text for p in exact.passages()]
     a = quantized.vectors.reconstruct_n(0, quantized.count)
     b = exact.vectors.reconstruct_n(0, exact.count)
     cosine = np.sum(a * b, axis=1)
@@ -57,7 +57,7 @@ def test_int8_vectors_stay_close_to_fp32(bundled_index: Path, fp32_index: Path) 
 
 def test_an_int8_vector_depends_only_on_its_text(bundled_index: Path) -> None:
     stored = StoredIndex.open(bundled_index)
-    texts = [stored.passage(i).get("embedded") or stored.passage(i)["text"] for i in range(0, stored.count, 7)][:12]
+    texts = [stored.passage(i).embed_text for i in range(0, stored.count, 7)][:12]
     recorded = stored.manifest["model"]
     from indexer.onnx_export import export_folder
 

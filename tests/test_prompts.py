@@ -42,7 +42,7 @@ def test_passages_and_questions_embed_after_their_prompts(tmp_path, monkeypatch,
     from indexer.build import build_index
     from indexer.store import StoredIndex
     from query import search
-    from query.searcher import open_searcher
+    from query.index import open_searcher
 
     monkeypatch.setenv("SEMINDEX_CACHE", str(tmp_path / "cache"))
     model = model_with_prompts(tmp_path / "model", PROMPTS)
@@ -54,7 +54,7 @@ def test_passages_and_questions_embed_after_their_prompts(tmp_path, monkeypatch,
     assert stored.manifest["model"]["prompts"] == {"query": "query: ", "document": "passage: "}
 
     reference = SentenceTransformer(str(model), device="cpu")
-    texts = [p.get("embedded") or p["text"] for p in stored.passages()]
+    texts = [p.embed_text for p in stored.passages()]
     stored_vectors = stored.vectors.reconstruct_n(0, stored.count)
     assert np.allclose(stored_vectors, reference.encode(texts, prompt_name="passage", normalize_embeddings=True), atol=1e-4)
     assert not np.allclose(stored_vectors, reference.encode(texts, normalize_embeddings=True), atol=1e-2)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from query.rescoring import CLAUSE_MIX, clauses, mix_clause_scores
-from query.searcher import open_searcher
+from query.index import open_searcher
 
 INDEX = Path(__file__).resolve().parent.parent / "index"
 
@@ -44,6 +44,6 @@ def test_rescoring_puts_the_answering_appositive_first():
     question = "Who is Meta AI's managing director?"
     plain = searcher.rank(question, k=3, rescore=False)
     rescored = searcher.rank(question, k=3)
-    assert "Joelle Pineau" not in searcher.stored.passage(plain[0][0])["text"]
-    assert "Joelle Pineau" in searcher.stored.passage(rescored[0][0])["text"]
+    assert "Joelle Pineau" not in searcher.stored.passage(plain[0][0]).text
+    assert "Joelle Pineau" in searcher.stored.passage(rescored[0][0]).text
 

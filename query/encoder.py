@@ -1,0 +1,91 @@
+"""Questions and passage-like texts as vectors, with the model an index was built with."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
+from indexer.errors import IndexFormatError
+from indexer.manifest import MANIFEST, rebuild_hint
+from indexer.incremental import no_onnx
+from indexer.store import StoredIndex
+
+
+class QueryEncoder:
+    """The index's own model on the query path: its fp32 ONNX export when this machine has it
+    (no torch import), else sentence-transformers. Refused when the model cannot be loaded
+    here or its weights differ from those the index was built with."""
+
+    def __init__(self, stored: StoredIndex, *, model: str | None = None) -> None:
+        self.stored = stored
+        self.recorded = stored.manifest.model
+        self._last_question: tuple[str, Any] | None = None
+        if model is not None and resolve_model(model).id != self.recorded["id"]:
+            raise IndexFormatError(
+                f"{stored.index}: built with model {self.recorded['id']!r}, not {resolve_model(model).id!r}; "
+                f"{rebuild_hint(stored.index)} --model {model}"
+            )
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The sentence-transformers model, refused if its weights differ from the index's."""
+        recorded = self.recorded
+        embedder = Embedder(model=recorded["id"], local_only=True)
+        try:
+            embedder.model
+        except ModelError as error:
+            raise IndexFormatError(
+                f"{self.stored.generation / MANIFEST}: built with model {recorded['id']!r}, "
+                f"which cannot be loaded here ({error}); {rebuild_hint(self.stored.index)}"
+            ) from None
+        if embedder.fingerprint != recorded["fingerprint"]:
+            raise IndexFormatError(
+                f"{self.stored.index}: built with other weights for {recorded['id']!r} "
+                f"({recorded['fingerprint'][:19]}…, installed {embedder.fingerprint[:19]}…); {rebuild_hint(self.stored.index)}"
+            )
+        return embedder
+
+    @cached_property
+    def model(self):
+        """What embeds on the query path: the fp32 ONNX export (made from the model folder for
+        the next process when missing), else the sentence-transformers model.
+
+        Questions embed at fp32 whatever precision the passages were embedded at: the export
+        gives sentence-transformers' own vectors (``tests/test_onnx_equivalence.py``).
+        """
+        from indexer.onnx_embedder import OnnxEmbedder
+        from indexer.onnx_export import CONFIG_FILE, ensure_export, export_folder
+
+        recorded = self.recorded
+        folder = export_folder(recorded["id"], recorded["fingerprint"])
+        if not (folder / CONFIG_FILE).is_file():
+            embedder = self.embedder
+            if embedder.ref.local_path is None or no_onnx():
+                return embedder
+            folder = ensure_export(
+                model_id=recorded["id"], model_path=embedder.ref.local_path, fingerprint=recorded["fingerprint"],
+                max_seq_length=recorded["max_seq_length"],
+            )
+        return OnnxEmbedder(folder)
+
+    @cached_property
+    def prompts(self) -> Prompts:
+        """The question and passage prompts the index's model was built with (its manifest)."""
+        return Prompts.from_config(self.recorded.get("prompts"))
+
+    def passages(self, texts: list[str]):
+        """Unit vectors for passage-like ``texts`` (clauses, sentences), after the model's
+        passage prompt, as the passages were embedded."""
+        return self.model.encode(self.prompts.documents(texts))
+
+    def question(self, question: str):
+        """The unit vector of ``question``, after the model's query prompt (the last one is
+        kept: ``ask`` needs it for the search and again for the answer)."""
+        last = self._last_question
+        if last is not None and last[0] == question:
+            return last[1]
+        vector = self.model.encode([self.prompts.question(question)])[0]
+        vector.setflags(write=False)  # shared by the callers that ask for it
+        self._last_question = (question, vector)
+        return vector
