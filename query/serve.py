@@ -251,6 +251,10 @@ class Api:
         async def unusable(_request, exc: SemindexError):
             return error_response(503, str(exc))
 
+        @app.exception_handler(Exception)
+        async def bug(_request, exc: Exception):  # logged by uvicorn; the client still gets JSON
+            return error_response(500, f"internal error ({type(exc).__name__})")
+
         app.middleware("http")(self._authorize)
         if self.options.cors:
             from starlette.middleware.cors import CORSMiddleware
