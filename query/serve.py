@@ -87,8 +87,9 @@ class LiveIndex:
     def __init__(self, index: Path) -> None:
         self.index = Path(index).absolute()
         self._current = Generation.load(self.index)
-        self._lock = threading.Lock()
-        self._loading: str | None = None
+        self._loading = False
+        self._flag = threading.Lock()  # guards _loading only, never held while loading
+        self._load = threading.Lock()  # one load at a time
 
     def generation(self) -> Generation:
         """The generation to answer one request with."""
@@ -101,22 +102,26 @@ class LiveIndex:
             return current  # CURRENT unreadable for a moment: keep serving what is loaded
         if live == current.name:
             return current
-        if not (self.index / current.name).is_dir():  # gone (two builds since): wait for the live one
+        if not (self.index / current.name).is_dir():  # removed (two builds since): wait for the live one
             return self._switch(live)
-        with self._lock:
-            if self._loading is None:
-                self._loading = live
-                threading.Thread(target=self._switch, args=(live,), daemon=True).start()
+        with self._flag:
+            start, self._loading = not self._loading, True
+        if start:
+            threading.Thread(target=self._switch_in_background, args=(live,), daemon=True).start()
         return current
+
+    def _switch_in_background(self, live: str) -> None:
+        try:
+            self._switch(live)
+        finally:
+            with self._flag:
+                self._loading = False
 
     def _switch(self, live: str) -> Generation:
         """Load the live generation and make it current (once per generation)."""
-        with self._lock:
-            try:
-                if self._current.name != live:
-                    self._current = Generation.load(self.index)
-            finally:
-                self._loading = None
+        with self._load:
+            if self._current.name != live:
+                self._current = Generation.load(self.index)
             return self._current
 
 
