@@ -266,6 +266,32 @@ def info(
         console.print(f"skipped: {problem}")
 
 
+@app.command()
+def serve(
+    index: IndexOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (another than loopback needs --token or --no-auth).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[Optional[str], typer.Option("--token", help="Require Authorization: Bearer TOKEN on the API.")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve another address than loopback without a token.")] = False,
+    cors: Annotated[list[str], typer.Option("--cors", help="Allow browser calls from ORIGIN; repeat for several.")] = [],
+) -> None:
+    """HTTP API, MCP at /mcp and a search page at / over one warm index (needs semindex[serve])."""
+    from query.searcher import default_index
+    from query.serve import ServeOptions, run_server
+
+    run_server(ServeOptions(index=index or default_index(), host=host, port=port, token=token, no_auth=no_auth,
+                            cors=tuple(cors)))
+
+
+@app.command()
+def mcp(index: IndexOption = None) -> None:
+    """The MCP tools search, ask and info over stdio, for an assistant to start (needs semindex[serve])."""
+    from query.searcher import default_index
+    from query.serve import run_mcp
+
+    run_mcp(index or default_index())
+
+
 @app.command("eval")
 def evaluate(
     target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],

@@ -1,0 +1,328 @@
+"""``semindex serve``: one warm index behind an HTTP API, the MCP tools and a search page.
+
+Every request takes the live :class:`Generation` once and uses only it, so a rebuild
+(``semindex build`` into the served folder) is picked up without a restart and no
+response mixes two generations. A new generation is loaded and warmed in the background
+while requests keep going to the old one (a build keeps the generation before the live one
+on disk, so in-flight requests finish on it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import QueryError, SemindexError
+
+MAX_QUESTION_CHARS = 2000
+MAX_K = 100
+MAX_BODY_BYTES = 16 * 1024
+LOOPBACK_NAMES = ("localhost",)
+GENERATION_HEADER = "X-Semindex-Generation"
+WARM_QUESTION = "warm up the index"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One loaded index generation; a request keeps the one it started with to the end.
+
+    The adapter between the server and the query API: search, ask and info as the CLI's
+    ``--json`` objects.
+    """
+
+    searcher: Any  # query.searcher.Searcher, imported lazily
+
+    @property
+    def name(self) -> str:
+        return self.searcher.stored.generation.name
+
+    @classmethod
+    def load(cls, index: Path) -> Generation:
+        """Open the live generation of ``index`` and load everything a query touches."""
+        from indexer.store import StoredIndex
+        from query.searcher import Searcher
+
+        generation = cls(Searcher(StoredIndex.open(index)))
+        generation.searcher.search(WARM_QUESTION, k=1, mode="hybrid")
+        generation.searcher.stale  # hashes the corpus once, not inside a request
+        return generation
+
+    def _warnings(self) -> list[str]:
+        warning = self.searcher.stale_warning()
+        return [warning] if warning else []
+
+    def search(self, question: str, *, k: int, mode: str) -> dict[str, Any]:
+        """``semindex search --json``."""
+        hits = self.searcher.search(question, k=k, mode=mode)
+        return {"query": question, "mode": mode, "hits": [h.to_dict() for h in hits], "warnings": self._warnings()}
+
+    def ask(self, question: str, *, k: int, mode: str) -> dict[str, Any]:
+        """``semindex ask --json``: the steps of ``query.ask`` on this generation's searcher
+        (the façade's ``ask`` replaces them; a test keeps both equal)."""
+        import dataclasses
+
+        from query.answer import ANSWER_PASSAGES, answer_from_hits
+
+        searcher = self.searcher
+        hits = searcher.search(question, k=max(k, ANSWER_PASSAGES), mode=mode)
+        answer = answer_from_hits(question, hits, embed=searcher.embed, embed_question=searcher.embed_question,
+                                  keyword=searcher.keyword)
+        answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=self._warnings())
+        return answer.to_dict()
+
+    def info(self) -> dict[str, Any]:
+        """``semindex info --json``: the generation's manifest."""
+        return self.searcher.stored.manifest
+
+
+class LiveIndex:
+    """The served index folder: hands out its live generation, loading a new one in the
+    background when ``CURRENT`` moves and switching to it once it is warm."""
+
+    def __init__(self, index: Path) -> None:
+        self.index = Path(index).absolute()
+        self._current = Generation.load(self.index)
+        self._loading = False
+        self._flag = threading.Lock()  # guards _loading only, never held while loading
+        self._load = threading.Lock()  # one load at a time
+
+    def generation(self) -> Generation:
+        """The generation to answer one request with."""
+        from indexer.store import live_generation
+
+        current = self._current
+        try:
+            live = live_generation(self.index).name
+        except SemindexError:
+            return current  # CURRENT unreadable for a moment: keep serving what is loaded
+        if live == current.name:
+            return current
+        if not (self.index / current.name).is_dir():  # removed (two builds since): wait for the live one
+            return self._switch(live)
+        with self._flag:
+            start, self._loading = not self._loading, True
+        if start:
+            threading.Thread(target=self._switch_in_background, args=(live,), daemon=True).start()
+        return current
+
+    def _switch_in_background(self, live: str) -> None:
+        try:
+            self._switch(live)
+        finally:
+            with self._flag:
+                self._loading = False
+
+    def _switch(self, live: str) -> Generation:
+        """Load the live generation and make it current (once per generation)."""
+        with self._load:
+            if self._current.name != live:
+                self._current = Generation.load(self.index)
+            return self._current
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before anything parses
+    it (declared by Content-Length, or counted as a chunked body arrives)."""
+
+    def __init__(self, app, *, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = error_response(413, f"request body over {self.limit} bytes")
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            return await too_large(scope, receive, send)
+        body, message = b"", {"more_body": True}
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def error_response(status: int, message: str):
+    """The one error shape: ``{"error": "one line"}`` with a 4xx status."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status)
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One line from pydantic's validation errors: ``field: problem; ...``."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
+        kind = error.get("type")
+        problem = {"extra_forbidden": "unknown field", "json_invalid": "not valid JSON"}.get(kind, error.get("msg", "invalid"))
+        if kind == "json_invalid":
+            where = ""
+        parts.append(f"{where or 'body'}: {problem}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``semindex serve`` runs."""
+
+    index: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    no_auth: bool = False
+    cors: tuple[str, ...] = ()
+
+    def problem(self) -> str | None:
+        """Why these options must not run, or None."""
+        if self.token is not None and not self.token.strip():
+            return "--token is empty"
+        if self.token and self.no_auth:
+            return "--token and --no-auth exclude each other"
+        if not is_loopback(self.host) and not (self.token or self.no_auth):
+            return f"--host {self.host} accepts connections from other machines: give --token T (bearer) or --no-auth"
+        return None
+
+
+class Api:
+    """The FastAPI application over one :class:`LiveIndex`."""
+
+    def __init__(self, live: LiveIndex, *, options: ServeOptions) -> None:
+        self.live, self.options = live, options
+
+    @cached_property
+    def app(self):
+        from contextlib import asynccontextmanager
+
+        from fastapi import FastAPI
+        from fastapi.exceptions import RequestValidationError
+        from starlette.exceptions import HTTPException
+
+        from query.mcp_server import build_mcp
+
+        mcp = build_mcp(lambda: self.live.generation())
+        mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", host=self.options.host)
+
+        @asynccontextmanager
+        async def lifespan(_app):
+            async with mcp.session_manager.run():
+                yield
+
+        app = FastAPI(title="semindex", version=_version(), lifespan=lifespan,
+                      description="Search and ask a semindex index; responses are the CLI's --json objects.")
+        self._routes(app)
+        app.router.routes.extend(mcp_app.routes)  # /mcp, under this app's auth and body limit
+
+        @app.exception_handler(RequestValidationError)
+        async def invalid(_request, exc: RequestValidationError):
+            return error_response(422, validation_message(list(exc.errors())))
+
+        @app.exception_handler(HTTPException)
+        async def http_error(_request, exc: HTTPException):
+            return error_response(exc.status_code, str(exc.detail))
+
+        @app.exception_handler(QueryError)
+        async def bad_query(_request, exc: QueryError):
+            return error_response(422, str(exc))
+
+        @app.exception_handler(SemindexError)
+        async def unusable(_request, exc: SemindexError):
+            return error_response(503, str(exc))
+
+        @app.exception_handler(Exception)
+        async def bug(_request, exc: Exception):  # logged by uvicorn; the client still gets JSON
+            return error_response(500, f"internal error ({type(exc).__name__})")
+
+        app.middleware("http")(self._authorize)
+        if self.options.cors:
+            from starlette.middleware.cors import CORSMiddleware
+
+            app.add_middleware(CORSMiddleware, allow_origins=list(self.options.cors), allow_methods=["GET", "POST"],
+                               allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+        return app
+
+    async def _authorize(self, request, call_next):
+        """With ``--token``, everything but the page, the health check and the API schema
+        needs ``Authorization: Bearer <token>``."""
+        token = self.options.token
+        if token and request.url.path not in ("/", "/healthz", "/openapi.json", "/docs"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                response = error_response(401, "missing or wrong bearer token")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return await call_next(request)
+
+    def _routes(self, app) -> None:
+        from query.serve_routes import add_routes
+
+        add_routes(app, self.live)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("semindex")
+    except PackageNotFoundError:
+        return "0"
+
+
+def require_serve_extra() -> None:
+    """Refuse in one line when the ``serve`` extra is not installed."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("fastapi", "uvicorn", "mcp") if find_spec(name) is None]
+    if missing:
+        raise SemindexError(f"{', '.join(missing)} not installed; install the server with: pip install 'semindex[serve]'")
+
+
+def run_server(options: ServeOptions) -> None:
+    """Load the index, then serve until interrupted."""
+    if problem := options.problem():
+        raise SemindexError(problem)
+    require_serve_extra()
+    import uvicorn
+
+    api = Api(LiveIndex(options.index), options=options)
+    where = f"http://{options.host}:{options.port}/"
+    print(f"serving {options.index} ({api.live.generation().name}) at {where}", flush=True)
+    uvicorn.run(api.app, host=options.host, port=options.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+def run_mcp(index: Path) -> None:
+    """``semindex mcp``: the MCP tools over stdio (stdout carries only the protocol)."""
+    require_serve_extra()
+    from query.mcp_server import build_mcp
+
+    live = LiveIndex(index)
+    build_mcp(live.generation).run("stdio")

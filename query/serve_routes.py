@@ -1,0 +1,104 @@
+"""The HTTP routes of ``semindex serve``: search, ask, info, health and the page.
+
+Handlers are plain functions, so FastAPI runs them in its thread pool (the query path
+releases the GIL in ONNX Runtime and FAISS). Each takes one generation and answers from it.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from query.serve import GENERATION_HEADER, MAX_K, MAX_QUESTION_CHARS, Generation, LiveIndex
+
+Mode = Literal["hybrid", "dense", "keyword"]
+Question = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to look for.")]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="How many passages.")]
+QUERY_FIELDS = frozenset({"q", "k", "mode"})
+
+
+class SearchRequest(BaseModel):
+    """A search or ask as a JSON body (the same fields as the query string)."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: Question
+    k: K = 5
+    mode: Mode = "hybrid"
+
+
+def query_request(
+    request: Request,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to look for.")],
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many passages.")] = 5,
+    mode: Annotated[Mode, Query(description="hybrid, dense or keyword.")] = "hybrid",
+) -> SearchRequest:
+    """The query string as a :class:`SearchRequest`, refusing parameters it does not know."""
+    unknown = sorted(set(request.query_params) - QUERY_FIELDS)
+    if unknown:
+        raise RequestValidationError([{"loc": ("query", name), "msg": "unknown field", "type": "extra_forbidden"}
+                                      for name in unknown])
+    return SearchRequest.model_construct(q=q, k=k, mode=mode)
+
+
+def add_routes(app: FastAPI, live: LiveIndex) -> None:
+    """Register the routes of ``app`` over ``live``."""
+
+    def answer(response: Response, run) -> dict[str, Any]:
+        generation: Generation = live.generation()
+        response.headers[GENERATION_HEADER] = generation.name
+        return run(generation)
+
+    def search(response: Response, ask: SearchRequest) -> dict[str, Any]:
+        return answer(response, lambda g: g.search(ask.q, k=ask.k, mode=ask.mode))
+
+    def ask(response: Response, ask: SearchRequest) -> dict[str, Any]:
+        return answer(response, lambda g: g.ask(ask.q, k=ask.k, mode=ask.mode))
+
+    @app.get("/search", summary="Ranked passages with citations (semindex search --json)")
+    def search_get(response: Response, request: Annotated[SearchRequest, Depends(query_request)]) -> dict[str, Any]:
+        return search(response, request)
+
+    @app.post("/search", summary="Ranked passages with citations (semindex search --json)")
+    def search_post(response: Response, request: SearchRequest) -> dict[str, Any]:
+        return search(response, request)
+
+    @app.get("/ask", summary="A short answer with its citation, or none (semindex ask --json)")
+    def ask_get(response: Response, request: Annotated[SearchRequest, Depends(query_request)]) -> dict[str, Any]:
+        return ask(response, request)
+
+    @app.post("/ask", summary="A short answer with its citation, or none (semindex ask --json)")
+    def ask_post(response: Response, request: SearchRequest) -> dict[str, Any]:
+        return ask(response, request)
+
+    @app.get("/info", summary="The served generation's manifest (semindex info --json)")
+    def info(response: Response) -> dict[str, Any]:
+        return answer(response, lambda g: g.info())
+
+    @app.get("/healthz", summary="The server is up; which generation it serves")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "generation": live.generation().name}
+
+    page = files("query").joinpath("static/index.html").read_text(encoding="utf-8")
+    headers = {"Content-Security-Policy": content_policy(page), "X-Content-Type-Options": "nosniff"}
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> HTMLResponse:
+        return HTMLResponse(page, headers=headers)
+
+
+def content_policy(page: str) -> str:
+    """The page's Content-Security-Policy: only its own inline script runs (by hash, so an
+    injected handler would not), and it may fetch only from this server."""
+    import base64
+    import hashlib
+    import re
+
+    scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; connect-src 'self'; "
+            "img-src 'none'; base-uri 'none'; form-action 'self'")
