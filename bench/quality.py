@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
 from query.beir import BeirFormatError, load_beir  # noqa: E402
 from query.evaluate import BEIR_PASSAGE_DEPTH, EvalReport, Ranker, cached_beir_index, evaluate_beir, evaluate_gold  # noqa: E402
-from query.fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion  # noqa: E402
+from bench.fusion_variants import minmax_fusion, reciprocal_rank_fusion  # noqa: E402
+from query.fusion import Runs, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP  # noqa: E402
-from query.fusion import Runs  # noqa: E402
 from query.index import open_searcher  # noqa: E402
 from query.searcher import ARTICLE_DENSE_WEIGHT, CANDIDATES, DENSE_WEIGHT, MODES, Searcher  # noqa: E402
 

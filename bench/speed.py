@@ -44,7 +44,7 @@ print(json.dumps({{"seconds": seconds, "passages": report.passages, "docs": len(
 PREPARE = """
 import sys
 sys.path.insert(0, {root!r})
-from indexer.incremental import BuildModel
+from indexer.build_model import BuildModel
 assert BuildModel().export is not None, "no ONNX export: semindex would embed with sentence-transformers"
 BuildModel(precision="int8").export
 """

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -171,6 +172,25 @@ def parse_file(path: Path, name: str) -> ParsedFile:
 
 
 # --- front matter -------------------------------------------------------------------
+
+def read_files(
+    corpus: Path, found: list[tuple[Path, str]], *, warn: Callable[[str], None]
+) -> tuple[list[ParsedFile], list[str], list[str]]:
+    """Read discovered files (stage 2 of a build): (parsed files, skip messages, names of the
+    skipped files); a file that cannot be read is warned about and skipped."""
+    parsed: list[ParsedFile] = []
+    skipped: list[str] = []
+    skipped_names: list[str] = []
+    for path, name in found:
+        try:
+            parsed.append(parse_file(path, name))
+        except InputError as error:
+            warn(f"{error} (skipped)")
+            skipped.append(str(error))
+            skipped_names.append(name)
+    if not parsed:
+        raise CorpusError(f"{corpus}: no indexable .txt or .md files")
+    return parsed, skipped, skipped_names
 
 
 def yaml_problem(error: Exception) -> tuple[int | None, str]:

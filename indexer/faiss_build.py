@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 
 TRAINING_POINTS_PER_LIST = 64
 """k-means for an inverted file trains on at most this many vectors per list (evenly spaced
-over the collection). FAISS warns below 39 and subsamples above 256; 64 trains IVF4096 on
-at most 262,144 vectors, a quarter of what it would take at 1M, and reached recall@10 0.984
-at 1M where a 100k sample reached 0.958 (bench/scale.py)."""
+over the collection). FAISS warns below 39 and subsamples above 256; a sample spread over
+the whole collection keeps training cheap at a million vectors (measured by bench/scale.py)."""
 MAX_TRAINING_POINTS = 1 << 18
 """Other trained indexes (scalar or product quantizers) train on at most this many."""
 
@@ -134,14 +133,14 @@ def in_blocks(vectors: np.ndarray, rows: int = 100_000) -> Blocks:
 EXACT_SEARCH_LIMIT = 100_000
 """Below this many passages the index is exact (Flat); above it, IVF (see ``choose_factory``)."""
 
+
 def choose_factory(count: int) -> str:
     """FAISS factory string for ``count`` passages: exact search while it is cheap.
 
-    Flat is exact and needs no training. Beyond ~100k passages an inverted file with about
-    4·√n lists (a power of two), searched as ``default_search_params`` says: at 1M passages
-    under 2 ms p50 and recall@10 above 0.97 against exact search, where HNSW32 at efSearch
-    128 reached 0.887 (bench/scale.py). The vectors stay uncompressed, so incremental
-    builds can read them back exactly.
+    Flat is exact and needs no training. Beyond EXACT_SEARCH_LIMIT passages an inverted file
+    with about 4·√n lists (a power of two), searched as ``default_search_params`` says: it
+    kept recall close to exact search where HNSW lost more (bench/scale.py). The vectors
+    stay uncompressed, so incremental builds can read them back exactly.
     """
     if count < EXACT_SEARCH_LIMIT:
         return "Flat"
@@ -157,10 +156,8 @@ def default_search_params(factory: str, count: int) -> str:
     """FAISS search parameters recorded with an index of ``count`` vectors (see ``choose_factory``).
 
     For an inverted file, ``nprobe`` covers ~IVF_SCANNED_VECTORS vectors (at least 32 lists,
-    at most all): recall depends on how many vectors are scanned, not on the share of lists.
-    On real passage vectors with noise (bench/scale.py) nprobe 32 gave recall@10 0.923 at
-    130k (IVF1024) but 0.973 at 1M (IVF4096); scanning ~16k vectors gave 0.974 at 130k for
-    1.3 ms. More lists probed is more recall for proportionally more time.
+    at most all): recall depends on how many vectors are scanned, not on the share of lists
+    (bench/scale.py). More lists probed is more recall for proportionally more time.
     """
     if match := re.match(r"IVF(\d+)", factory):
         lists = int(match.group(1))

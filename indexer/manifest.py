@@ -15,9 +15,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.errors import IndexFormatError
+
+if TYPE_CHECKING:
+    from indexer.build_model import BuildModel
+    from indexer.chunking import ChunkSettings
+    from indexer.documents import ParsedFile
+    from indexer.keyword import KeywordSettings
+    from indexer.types import Passage
 
 FORMAT = "semindex-index"
 FORMAT_VERSION = 1
@@ -138,6 +145,75 @@ def check_precision(model: Mapping[str, Any], *, path: Path, index: Path) -> str
             f"{rebuild_hint(index)} --precision int8 (or fp32)"
         )
     return str(precision)
+
+
+def new_manifest(
+    *,
+    model: BuildModel,
+    settings: ChunkSettings,
+    keyword: KeywordSettings,
+    factory: str,
+    parsed: list[ParsedFile],
+    passages: list[Passage],
+    articles: dict[str, Any],
+    skipped: list[str],
+    links: list[dict[str, Any]],
+    inputs: dict[str, str | None],
+    corpus: str | None,
+    previous: str | None,
+    build: dict[str, Any],
+    checksums: dict[str, dict[str, Any]],
+) -> Manifest:
+    """The manifest of a new generation: everything a reader checks before trusting it."""
+    from collections import Counter
+    from datetime import datetime, timezone
+
+    from indexer.faiss_build import default_search_params
+    from indexer.fingerprints import package_versions, pipeline_fingerprint
+    from indexer.passages import LineIndex
+
+    counts = Counter(source.file for passage in passages for source in passage.sources)
+    per_file = {
+        file.name: {"sha256": file.sha256, "size": len(file.text.encode("utf-8")), "passages": counts[file.name]}
+        for file in parsed
+    }
+    return Manifest({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.describe(),
+        "metric": "inner_product",
+        "normalized": True,
+        "faiss": {"factory": factory, "search_params": default_search_params(factory, len(passages))},
+        "chunking": settings.to_dict(),
+        "keyword": keyword.to_dict(),
+        "counts": {
+            "files": len(parsed),
+            "passages": len(passages),
+            "articles": len(articles),
+            "skipped_files": len(skipped),
+            "linked_bodies": len(links),
+            "chrome_blocks": sum(len(f.chrome) for f in parsed),
+        },
+        "files": per_file,
+        "skipped": skipped,
+        "links": links,
+        "chrome": [
+            {"file": f.name, "kind": b.kind, "lines": list(lines.span(b.start, b.end)), "text": b.text[:80]}
+            for f in parsed
+            if f.chrome
+            for lines in [LineIndex(f.text)]
+            for b in f.chrome
+        ],
+        "versions": package_versions(),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": inputs,
+        "corpus": corpus,
+        "model_identity": model.record(),
+        "pipeline": pipeline_fingerprint(),
+        "previous": previous,
+        "build": build,
+        "checksums": checksums,
+    })
 
 
 class Manifest(Mapping[str, Any]):

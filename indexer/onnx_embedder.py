@@ -73,10 +73,9 @@ class OnnxEmbedder:
 
         An int8 export runs one text at a time: dynamic quantization scales activations by
         the range of the whole batch tensor, so batching would make a vector depend on its
-        neighbours (cosine down to 0.989 against the same text alone); unbatched, a vector
-        is a function of its text, as incremental builds need. Single texts are too small to
-        split over cores, so one thread per core runs its own texts (the session is
-        thread-safe and releases the GIL): 1.4x the throughput of one text on all cores.
+        neighbours; unbatched, a vector is a function of its text, as incremental builds
+        need. Single texts are too small to split over cores, so one thread per core runs its
+        own texts (the session is thread-safe and releases the GIL).
         """
         import numpy as np
 

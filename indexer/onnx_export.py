@@ -32,8 +32,7 @@ OUTPUT_NAME = "sentence_embedding"
 PRECISIONS = ("fp32", "int8")
 """``fp32``: the traced model as is. ``int8``: its weight MatMuls quantized per channel with
 ONNX Runtime's dynamic quantization (activations quantized on the fly), checked against fp32
-(``INT8_RECIPE``). For all-MiniLM-L6-v2: ~2.2x the passages/s of fp32 on this CPU, vectors at
-cosine 0.993 mean / 0.975 min from fp32 (3,000 SciFact passages)."""
+(``INT8_RECIPE``; ``INT8_MIN_MEAN_COSINE``): faster, at vectors close to fp32's (bench/speed.py)."""
 INT8_RECIPE = 2
 """How int8 exports are made, recorded in every int8 index so that vectors of two recipes are
 never mixed. 1: every weight MatMul quantized, unchecked. 2: checked against fp32 on

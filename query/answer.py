@@ -37,8 +37,9 @@ FULL_NAME_EVIDENCE = 0.10
 """Added to the confidence of a who-question's answer that holds a full name, the shape the
 question asks for, which meaning and wording miss: "Who runs EleutherAI?" shares one word with
 "…says Stella Biderman, who divides her time between EleutherAI, where she is executive
-director…". Of 0, 0.03, 0.05 and 0.10, the value that bench/calibrate.py's objective rates
-best on the development questions."""
+director…". Chosen by bench/calibrate.py's objective on the development questions."""
+
+
 class Wording:
     """How a text's words agree with a question's, as the index's keyword side tokenizes and
     stems them ("reverses" matches "reversing"), each question term weighted by its BM25 IDF."""

@@ -8,7 +8,7 @@ from typing import Any
 from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
 from indexer.errors import IndexFormatError
 from indexer.manifest import MANIFEST, rebuild_hint
-from indexer.incremental import no_onnx
+from indexer.build_model import no_onnx
 from indexer.store import StoredIndex
 
 

@@ -110,8 +110,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     import yaml
 
     from indexer.documents import yaml_problem
-    from query.answer import answer_from_hits
     from query.index import open_searcher
+    from query.readers import ReaderTools, SentenceReader
 
     try:
         questions = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -125,6 +125,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     searcher = open_searcher(index)
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")
+    reader = SentenceReader()
+    tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
     passages = searcher.stored.passages()
     by_id = {str(p.id): p for p in passages}
     indexed_files = {file for p in passages for file in p.files}
@@ -134,8 +136,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
         began = time.perf_counter()
         ranked = ranked_for(searcher, question["question"])[:100]
         latencies.append((time.perf_counter() - began) * 1000)
-        short = answer_from_hits(question["question"], searcher.hits(ranked, k=5), embed=searcher.embed,
-                                 embed_question=searcher.embed_question, keyword=searcher.keyword).answer
+        short = reader.read(question["question"], searcher.hits(ranked, k=5), tools=tools).answer
         if not answers:
             unanswerable += 1
             abstained += short is None
@@ -177,7 +178,7 @@ def cached_beir_index(folder: Path, dataset, *, model: str | None = None, precis
 
     settings = ChunkSettings()
     if precision is None:
-        from indexer.incremental import BuildModel
+        from indexer.build_model import BuildModel
 
         precision = BuildModel(model=model).settled_precision()  # int8, or fp32 where no faithful int8 export exists
     index = beir_index_path(folder, cache=cache or cache_root(), model=model, settings=settings, precision=precision)
@@ -222,7 +223,7 @@ def built_by_other_code(index: Path) -> bool:
     """Was this cached index built by indexer code other than this (its manifest's pipeline
     fingerprint differs)? A cache key names the corpus and settings, not the code. An
     unreadable manifest is left to opening the index, which says what is wrong."""
-    from indexer.incremental import pipeline_fingerprint
+    from indexer.fingerprints import pipeline_fingerprint
     from indexer.manifest import Manifest
 
     recorded = Manifest.peek(index)
@@ -233,7 +234,7 @@ def model_change(index: Path, *, model: str | None) -> str | None:
     """Which of a model folder's weights and prompts differ from what this cached index records
     ("the weights of model 'x'"), or None. A cache key names the model, not its files. A hub
     name's fingerprint is its name, so it is not loaded to tell; nor is an unreadable manifest."""
-    from indexer.incremental import BuildModel
+    from indexer.build_model import BuildModel
     from indexer.manifest import Manifest
 
     manifest = Manifest.peek(index)
@@ -255,7 +256,7 @@ def cache_fill_lock(index: Path) -> Iterator[None]:
     """Hold ``<index>.fill`` while one run builds a cached BEIR index: a second run on the
     same corpus waits for it (saying so on stderr) and then reuses its index, where it would
     otherwise fail on the index's build lock."""
-    from indexer.build import exclusive_lock
+    from indexer.generation import exclusive_lock
 
     index.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(index.with_name(f"{index.name}.fill"), wait=True,

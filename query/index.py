@@ -20,6 +20,8 @@ from query.readers import Reader, ReaderTools, SentenceReader
 from query.results import Answer, Hit
 from query.searcher import DEFAULT_MODE, Searcher, check_query
 
+MAX_SEARCHERS = 8
+"""Searchers (one per FAISS parameters asked for) an Index keeps for its live generation."""
 _OPEN: dict[Path, Index] = {}
 _OPEN_LOCK = threading.Lock()
 
@@ -71,6 +73,8 @@ class Index:
             searcher = Searcher(StoredIndex.open(self.path), model=model, faiss_params=faiss_params)
             with self._lock:
                 if self._generation == searcher.stored.generation.resolve().name:
+                    if key not in self._searchers and len(self._searchers) >= MAX_SEARCHERS:
+                        del self._searchers[next(iter(self._searchers))]  # the oldest FAISS parameters
                     searcher = self._searchers.setdefault(key, searcher)
         return searcher
 

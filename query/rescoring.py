@@ -16,22 +16,20 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 CLAUSE_TOP = 3
-"""Fused results whose clauses are embedded. bench/quality.py at mix 0.3: depths 3, 5 and 10
-all rank the 16 gold questions and 6 of the 8 paraphrases first, SciFact train nDCG@10 0.750
-each (0.748 without rescoring); 3 keeps the extra batch smallest (about 10-20 short texts)."""
+"""Fused results whose clauses are embedded: deeper ranked no better on bench/quality.py, and
+3 keeps the extra batch smallest (a few dozen short texts at most)."""
 
 CLAUSE_MIX = 0.3
 """Weight of the best clause's cosine against the passage's own: a passage scores
 ``max(own, (1 - mix) * own + mix * clause)``. At 1.0 (the clause alone) a clause that merely
 restates the question ("In a leaked internal memo from Google") lifts a passage that does
-not answer it: paraphrases 5/8 first, SciFact 0.747. 0.3 and 0.5 keep the passage's own
-evidence in charge: 6/8, SciFact 0.750 (bench/quality.py, depth 3)."""
+not answer it; a smaller mix keeps the passage's own evidence in charge (bench/quality.py)."""
 
 CLAUSE_MIN_WORDS = 3
 CLAUSE_BREAKS = re.compile(r"[^,;:“”\"()—]+")
 """A clause is a run of text between commas, semicolons, colons, straight and double curly
-quotation marks, round brackets and em dashes. Sentence ends do not break it, so a clause may span two short sentences;
-breaking there too measured 5/8 paraphrases first instead of 6/8 (SciFact equal)."""
+quotation marks, round brackets and em dashes. Sentence ends do not break it, so a clause may
+span two short sentences (breaking there too ranked worse on bench/quality.py)."""
 
 
 def clauses(text: str, *, min_words: int = CLAUSE_MIN_WORDS) -> list[str]:

@@ -27,13 +27,12 @@ CANDIDATES = 100
 """How many passages each retriever hands to fusion: deeper finds more of what only one
 retriever ranks well, at a cost linear in the depth."""
 DENSE_WEIGHT = 0.6
-"""Weight of the dense run in z-score fusion of passages (keyword gets 1 - this). Measured
-before clause rescoring (bench/quality.py, hit@1 on the 16 gold questions / 8 paraphrases):
-0.6 gives 15/16 and 6/8, 0.5 15/16 and 5/8, 0.7 14/16 and 6/8."""
+"""Weight of the dense run in z-score fusion of passages (keyword gets 1 - this), chosen on
+the gold questions and their paraphrases by bench/quality.py."""
 ARTICLE_DENSE_WEIGHT = 0.5
 """Weight of the dense run when ranking whole articles (best passage cosine per article,
-fused with BM25 over the article's full text); 0.5 measured best on SciFact train, with
-0.4-0.6 within 0.01 (bench/quality.py)."""
+fused with BM25 over the article's full text), chosen on SciFact's train split by
+bench/quality.py."""
 
 
 def check_query(question: str, *, k: int, mode: str) -> None:

@@ -18,7 +18,8 @@ import pytest
 from synthetic import brief_corpus, write_corpus
 
 from indexer import store
-from indexer.build import build_index, build_lock
+from indexer.build import build_index
+from indexer.generation import build_lock
 from indexer.errors import SemindexError
 from indexer.keyword import KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex

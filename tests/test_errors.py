@@ -306,7 +306,7 @@ def test_an_os_error_is_one_line(tmp_path: Path) -> None:
 def test_a_damaged_cached_onnx_export_is_one_line(tmp_path: Path, monkeypatch, embedder) -> None:
     import shutil
 
-    from indexer.incremental import BuildModel
+    from indexer.build_model import BuildModel
     from indexer.onnx_export import export_folder
     from indexer.store import StoredIndex
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from query import search
-from query.fusion import minmax_fusion, reciprocal_rank_fusion, with_true_zeros, zscore_fusion
+from bench.fusion_variants import minmax_fusion, reciprocal_rank_fusion
+from query.fusion import with_true_zeros, zscore_fusion
 
 INDEX = Path(__file__).resolve().parent.parent / "index"
 

@@ -296,7 +296,7 @@ def test_hnsw_vectors_are_reused_exactly(embedder, small, tmp_path: Path) -> Non
 
 def test_tokenizer_json_counts_like_the_model_tokenizer(embedder) -> None:
     """Chunking reads tokenizer.json (no torch): it must tokenize as the model's own tokenizer."""
-    from indexer.incremental import BuildModel
+    from indexer.build_model import BuildModel
 
     tokens = BuildModel(embedder=embedder).tokens
     texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "corpus").iterdir())]

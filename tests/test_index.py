@@ -96,3 +96,15 @@ def test_a_new_generation_replaces_the_one_held(write_corpus, tmp_path, embedder
     del first
     gc.collect()
     assert held() is None, "the old generation is still held"
+
+
+def test_searchers_for_many_faiss_parameters_are_not_all_kept():
+    from query.index import MAX_SEARCHERS
+
+    index = Index.open(INDEX)
+    first = index.searcher(faiss_params="efSearch=1")
+    assert index.searcher(faiss_params="efSearch=1") is first
+    for n in range(2, MAX_SEARCHERS + 2):
+        index.searcher(faiss_params=f"efSearch={n}")
+    assert index.searcher(faiss_params="efSearch=1") is not first, "the oldest parameters were not let go"
+    assert index.searcher() is index.searcher()

@@ -676,7 +676,7 @@ def test_a_date_with_no_title_or_publisher_is_no_passage(tmp_path):
 
 
 def test_a_date_is_spelled_in_english_whatever_the_locale():
-    from indexer.build import spelled_date
+    from indexer.passages import spelled_date
 
     assert spelled_date("2023-05-12") == "May 12, 2023" and spelled_date("2024-11-09") == "November 9, 2024"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from indexer.build import build_index
-from indexer.incremental import BuildModel
+from indexer.build_model import BuildModel
 from indexer.onnx_embedder import OnnxEmbedder
 from indexer.onnx_export import PRECISIONS
 from indexer.store import StoredIndex
@@ -129,7 +129,7 @@ def test_an_unusable_live_generation_is_rebuilt_at_its_precision(bundled_index: 
 
 @pytest.fixture(scope="module")
 def fp32_export(embedder) -> Path:
-    from indexer.incremental import BuildModel
+    from indexer.build_model import BuildModel
 
     model = BuildModel(embedder=embedder, precision="fp32")
     return model.export.folder

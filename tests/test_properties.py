@@ -214,7 +214,7 @@ def test_packed_passages_slice_back_and_respect_the_budget(text, max_tokens, ove
 @pytest.fixture(scope="module")
 def model_tokens():
     """The default model's tokenizer as the build uses it (tokenizers only, no torch)."""
-    from indexer.incremental import BuildModel
+    from indexer.build_model import BuildModel
 
     return BuildModel().tokens
 

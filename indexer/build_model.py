@@ -1,56 +1,12 @@
-"""Incremental builds: reuse the live generation's vectors for every text that did not change.
+"""The embedding model as a build sees it, known without loading it whenever possible.
 
-Why an incremental build equals a full build
---------------------------------------------
-Every build, incremental or not, parses the whole corpus and cuts passages exactly as a
-full build does (same order, same ids, same embedded text); only the embedding step
-differs. A passage's vector is looked up in the live generation by the sha256 of its
-*embedded* text, and only texts not found there are embedded. A vector is a function of
-the model and the embedded text alone, so a hit is the vector a full build would compute
-(up to the last float32 bits that batching changes; see ``compare.VECTOR_TOLERANCE``).
-Chunk settings need no key of their own: they act through the passages' embedded text
-(``max_tokens`` moves the cuts, a new title changes a metadata passage's rendering); the model does, and
-vectors are reused only when the model's identity (:class:`BuildModel`) is unchanged.
-
-Then a whole new generation is written (vectors, passages, keyword index, articles,
-manifest), so:
-
-- the FAISS index and the passage store are written together from one list and can never
-  drift apart in count or order (Haystack's FAISS/document-store drift cannot happen);
-- a passage of a deleted file is simply not in the new list, and a text that occurs twice is
-  stored once with both sources, however often a file is re-ingested (PrivateGPT's
-  duplicates);
-- ``articles.json`` and every passage's sources are rebuilt from the parsed corpus on each
-  build, so a changed URL, date, category or topic is picked up even when no text changed
-  (simonw/llm's skipped metadata updates). A new title changes the embedded text of the
-  title, excerpt and publisher passages of that article (they embed the title), so exactly
-  those few are re-embedded.
-
-Old vectors are read back with FAISS ``reconstruct_n``, which is exact for flat storage
-(``Flat``, ``HNSW…,Flat``, ``IVF…,Flat``: the vectors are stored as given); any other factory is re-embedded
-in full. The vectors that body linking embeds (paragraphs and article summaries, see
-``build.link_bodies``) are kept beside the passages in ``linkvectors.npy`` (float32 rows)
-and ``linkvectors.json`` (the sha256 of each row's text), so an unchanged corpus never loads
-the model for linking either.
-
-Without loading the model
--------------------------
 Passages are sized with the model folder's ``tokenizer.json`` through ``tokenizers`` (the
 same ids and offsets as the model's own tokenizer), and the model's dimension and sequence
-limit are taken from the previous manifest when the model's identity (:class:`BuildModel`)
-is unchanged, so a build whose texts all have vectors never imports torch. The few texts an
-incremental build must embed go through the model's ONNX export when this machine has it
-(``indexer.onnx_export``; at fp32 equal to sentence-transformers within ~2e-7), else through
-sentence-transformers. ``SEMINDEX_NO_ONNX=1`` keeps onnxruntime out of embedding: builds embed
-with sentence-transformers at fp32, so new indexes default to fp32, an int8 index is embedded
-again at fp32 (with a warning) once it has texts to embed, and ``--precision int8`` is refused.
-
-Nothing changed
----------------
-``build._unchanged_report`` compares the sha256 of every corpus file (indexed and skipped),
-the corpus location, the build settings, the model's identity, the sources of the indexing
-code and the versions of the libraries that shape the index with what the live manifest
-records. When all agree the build stops there: no parsing, no model, no new generation.
+limit are taken from the previous manifest when the model's identity is unchanged, so a
+build whose texts all have vectors never imports torch. The texts a build must embed go
+through the model's ONNX export (fp32 or int8, ``indexer.onnx_export``) when this machine
+has it, else through sentence-transformers. ``SEMINDEX_NO_ONNX=1`` keeps onnxruntime out of
+embedding: builds embed with sentence-transformers at fp32, and ``--precision int8`` is refused.
 """
 
 from __future__ import annotations
@@ -58,80 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import sys
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from indexer.embedder import Embedder, ModelError, Prompts
+from indexer.fingerprints import package_versions
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from indexer.store import StoredIndex
+    from indexer.manifest import Manifest
 
-LINK_VECTORS = "linkvectors.npy"
-LINK_KEYS = "linkvectors.json"
-PIPELINE_MODULES = ("build.py", "chrome.py", "chunking.py", "documents.py", "incremental.py", "keyword.py", "store.py")
-"""The indexer's modules whose code decides what an index holds (hashed into the manifest)."""
-PACKAGES = ("semindex", "faiss-cpu", "sentence-transformers", "torch", "numpy", "bm25s", "PyStemmer", "PyYAML",
-            "tokenizers")
-"""Installed packages whose version is recorded; a change of any of them means a rebuild (vectors are still reused)."""
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 """Weight files, in the order ``embedder.weights_fingerprint`` looks for them."""
 _SKIPPED_MODEL_DIRS = frozenset({"onnx", "openvino", ".git", ".cache"})
 _MODEL_FILE_LIMIT = 16 << 20
-
-
-def text_key(text: str) -> str:
-    """The key a vector is cached under: sha256 of the exact text that was embedded."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def pipeline_fingerprint() -> str:
-    """sha256 of the source of the modules that decide what goes into an index.
-
-    A changed parser or chunker must not be answered with "up to date"; vectors are still
-    reused by text, so a code change costs a re-parse, not a re-embedding.
-    """
-    digest = hashlib.sha256()
-    folder = Path(__file__).resolve().parent
-    for name in PIPELINE_MODULES:
-        path = folder / name
-        digest.update(name.encode() + b"\0")
-        digest.update(path.read_bytes() if path.is_file() else b"")
-        digest.update(b"\0")
-    return "sha256:" + digest.hexdigest()
-
-
-@lru_cache(maxsize=1)
-def package_versions() -> dict[str, str | None]:
-    """Versions of the packages in PACKAGES, read from the installed ``*.dist-info`` folder names
-    (as ``importlib.metadata`` finds them: first on ``sys.path`` wins), and Python's."""
-    import platform
-
-    wanted = {_normalise(name): name for name in PACKAGES}
-    found: dict[str, str | None] = dict.fromkeys(PACKAGES)
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for folder in names:
-            if not folder.endswith(".dist-info") or "-" not in folder:
-                continue
-            name, _, version = folder[: -len(".dist-info")].rpartition("-")
-            package = wanted.get(_normalise(name))
-            if package is not None and found[package] is None:
-                found[package] = version
-    found["python"] = platform.python_version()
-    return found
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def model_files_fingerprint(folder: Path) -> str:
@@ -215,7 +113,7 @@ class BuildModel:
     """
 
     def __init__(self, *, model: str | None = None, embedder: Embedder | None = None,
-                 recorded: dict[str, Any] | None = None, precision: str | None = None) -> None:
+                 recorded: Manifest | None = None, precision: str | None = None) -> None:
         self.embedder = embedder or Embedder(model=model)
         self.ref = self.embedder.ref
         self.recorded = recorded
@@ -230,8 +128,7 @@ class BuildModel:
     def default_precision(self) -> str:
         """The precision a build uses when none is asked for: the previous generation's (so a
         plain rebuild never re-embeds everything), else int8 for a model folder (the export
-        can be quantized; 2.3x the passages/s of fp32 at equal SciFact nDCG@10, see
-        ``bench/speed.py``), else fp32."""
+        can be quantized: faster at equal retrieval quality, see ``bench/speed.py``), else fp32."""
         recorded = self.recorded_precision()
         if recorded is not None:
             return recorded
@@ -397,10 +294,10 @@ class BuildModel:
         a warning in ``warnings``), as does one kept from the live index under ``SEMINDEX_NO_ONNX``;
         an int8 asked for, or otherwise kept from the live index, fails.
 
-        Every build embeds with it: onnxruntime runs MiniLM ~1.2x faster than torch on these
-        short passages (int8 2.3x more), starts in a fraction of the time torch takes to import,
-        and holds a third of the memory. fp32 vectors equal sentence-transformers' to ~2e-7 (as
-        close as two torch batchings are to each other; ``tests/test_onnx_equivalence.py``).
+        Every build embeds with it: onnxruntime runs MiniLM faster than torch on these short
+        passages, starts in a fraction of the time torch takes to import, and holds less
+        memory. fp32 vectors equal sentence-transformers' as closely as two torch batchings
+        are to each other (``tests/test_onnx_equivalence.py``).
         """
         try:
             return self._export_at(self.precision)
@@ -459,122 +356,3 @@ class BuildModel:
                 f"{self.embedder.dimension} dimensions, but its files say {self.max_seq_length} and {self.dimension}"
             )
         return vectors
-
-
-@dataclass
-class VectorCache:
-    """Vectors of texts embedded by an earlier build, by ``text_key``."""
-
-    rows: dict[str, int]
-    matrix: Any  # float32 [n, dimension]
-
-    @classmethod
-    def empty(cls, dimension: int) -> VectorCache:
-        import numpy as np
-
-        return cls(rows={}, matrix=np.zeros((0, dimension), dtype=np.float32))
-
-    @classmethod
-    def from_generation(cls, stored: StoredIndex) -> VectorCache | None:
-        """Passage and link vectors of a verified generation, or None when its FAISS storage
-        cannot give the vectors back exactly."""
-        import faiss
-        import numpy as np
-
-        index = stored.vectors
-        ivf = faiss.try_extract_index_ivf(index)
-        if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat):
-            ivf.make_direct_map()  # IVF-Flat keeps exact vectors; the map lets reconstruct_n find them
-        else:
-            flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
-            if not isinstance(flat, faiss.IndexFlat):
-                return None
-        matrix = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), dtype=np.float32)
-        rows: dict[str, int] = {}
-        for number, passage in enumerate(stored.passages()):
-            rows.setdefault(text_key(passage.embed_text), number)
-        keys_path, vectors_path = stored.generation / LINK_KEYS, stored.generation / LINK_VECTORS
-        if keys_path.is_file() and vectors_path.is_file():
-            keys = json.loads(keys_path.read_text(encoding="utf-8"))["sha256"]
-            extra = np.load(vectors_path, allow_pickle=False)
-            if extra.shape == (len(keys), matrix.shape[1]):
-                for offset, key in enumerate(keys):
-                    rows.setdefault(key, len(matrix) + offset)
-                matrix = np.concatenate([matrix, extra.astype(np.float32, copy=False)])
-        return cls(rows=rows, matrix=np.ascontiguousarray(matrix, dtype=np.float32))
-
-    def get(self, key: str):
-        row = self.rows.get(key)
-        return None if row is None else self.matrix[row]
-
-
-class CachedEncoder:
-    """``encode`` as :class:`Embedder` offers it, answering from a ``VectorCache`` first.
-
-    Counts what it embeds and what it reuses; remembers every text it was asked for (the
-    link vectors saved with the generation).
-    """
-
-    def __init__(self, model: BuildModel, cache: VectorCache) -> None:
-        self.model = model
-        self.cache = cache
-        self.embedded = 0
-        self.reused = 0
-        self.last_reused = 0
-        self.last_missing = 0
-        self.remembered: dict[str, Any] = {}
-
-    def encode(self, texts: list[str], *, batch_size: int = 64,
-               embed: Callable[[list[str]], Any] | None = None) -> np.ndarray:
-        import numpy as np
-
-        vectors = np.zeros((len(texts), self.model.dimension), dtype=np.float32)
-        keys = [text_key(text) for text in texts]
-        missing: dict[str, list[int]] = {}
-        for number, key in enumerate(keys):
-            row = self.cache.get(key)
-            if row is None:
-                missing.setdefault(key, []).append(number)
-            else:
-                vectors[number] = row
-        self.last_missing = sum(len(numbers) for numbers in missing.values())
-        self.last_reused = len(texts) - self.last_missing
-        self.reused += self.last_reused
-        if missing:
-            unique = [numbers[0] for numbers in missing.values()]
-            fresh = (embed or (lambda items: self.model.encode(items, batch_size=batch_size)))([texts[i] for i in unique])
-            for numbers, vector in zip(missing.values(), fresh):
-                vectors[numbers] = vector
-            self.embedded += len(unique)
-        return vectors
-
-    def remember(self, texts: list[str], vectors: np.ndarray) -> None:
-        for text, vector in zip(texts, vectors):
-            self.remembered.setdefault(text_key(text), vector)
-
-    def link_encode(self, texts: list[str]) -> np.ndarray:
-        """``encode`` for body linking: the vectors are also kept for the next build."""
-        vectors = self.encode(texts)
-        self.remember(texts, vectors)
-        return vectors
-
-    def write_link_vectors(self, folder: Path) -> None:
-        """Save the remembered link vectors (row i has the text whose sha256 is key i)."""
-        import numpy as np
-
-        if not self.remembered:
-            return
-        keys = list(self.remembered)
-        matrix = np.stack([self.remembered[key] for key in keys]).astype(np.float32)
-        np.save(folder / LINK_VECTORS, matrix, allow_pickle=False)
-        (folder / LINK_KEYS).write_text(json.dumps({"sha256": keys}) + "\n", encoding="utf-8")
-
-
-class LinkEncoder:
-    """What ``link_bodies`` calls: an object with ``encode(texts)``."""
-
-    def __init__(self, encoder: CachedEncoder) -> None:
-        self.encoder = encoder
-
-    def encode(self, texts: list[str], **_: Any):
-        return self.encoder.link_encode(texts)

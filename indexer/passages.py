@@ -1,0 +1,147 @@
+"""Stage 4 of a build: cut each file's segments into passages, sized by the model's tokenizer.
+
+A passage is a span of a file's text; what is embedded may add its article as context (a
+date rendered as a sentence with its title). The same text of one article from two places
+is stored once, with both sources.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Iterator
+from datetime import date
+
+from indexer.build_model import BuildModel, HFTokens
+from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
+from indexer.documents import ParsedFile, Segment, iso_date
+from indexer.embedder import Embedder
+from indexer.types import Article, Passage, PassageKind, Source
+
+
+class LineIndex:
+    """Maps character offsets of one text to 1-based line numbers."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return (bisect.bisect_right(self.starts, start), bisect.bisect_right(self.starts, max(start, end - 1)))
+
+
+def embed_text(kind: str, text: str, article: Article) -> str:
+    """What is embedded for a passage: short metadata passages get their article as context
+    (a date as "Government Technology published “…” on May 12, 2023 (2023-05-12).")."""
+    title = article.title or ""
+    if kind == "publisher":
+        return f"“{title}” was published by {text}." if title else f"Published by {text}."
+    if kind == "date":
+        by = f"{article.publisher} published" if article.publisher else "Published"
+        day = iso_date(text) or article.published  # the field as written may be "2023-5-12T10:00:00Z"
+        when = f"{spelled_date(day)} ({text})" if text and day else text  # "": the context alone, measured for its length
+        return f"{by} “{title}” on {when}." if title else f"{by} on {when}."
+    if kind in ("excerpt", "related") and title:
+        return f"{title}\n{text}"
+    return text
+
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
+def spelled_date(iso: str) -> str:
+    """'2023-05-12' as 'May 12, 2023', the way articles and questions write a date (in English
+    whatever the locale: it is embedded, and vectors must not depend on LC_TIME)."""
+    day = date.fromisoformat(iso)
+    return f"{MONTHS[day.month - 1]} {day.day}, {day.year}"
+
+
+def make_passages(
+    parsed: list[ParsedFile], articles: dict[str, Article], embedder: BuildModel | Embedder, settings: ChunkSettings
+) -> list[Passage]:
+    """Cut segments into passages; the same text of one article from two places is stored once.
+
+    Token counts come from ``embedder.tokens`` (see ``BuildModel.tokens``: the model folder's
+    ``tokenizer.json``, so that a build that does not load the model cuts like one that does),
+    or from a loaded Embedder's own tokenizer.
+    """
+    tokens = embedder.tokens if isinstance(embedder, BuildModel) else HFTokens(embedder.tokenizer)
+    count_tokens, token_offsets = tokens.count, tokens.offsets
+    limit = embedder.max_seq_length - 2 - count_tokens(embedder.prompts.document)  # [CLS], [SEP] and the prompt
+    by_key: dict[tuple[str, str], Passage] = {}
+    ordered: list[Passage] = []
+    for file in parsed:
+        lines = LineIndex(file.text)
+        for group in _segment_groups(file.segments):
+            first = group[0]
+            article = articles[first.article]
+            context_tokens = count_tokens(embed_text(first.kind, "", article))
+            if context_tokens > limit // 2:  # a title too long to be context would crowd out the text
+                article = dataclasses.replace(article, title=None)
+                context_tokens = count_tokens(embed_text(first.kind, "", article))
+            budget = ChunkSettings(
+                max_tokens=max(16, min(settings.max_tokens if first.kind == "body" else limit, limit - context_tokens)),
+                overlap=settings.overlap,
+            )
+            spans = [span for segment in group for span in sentence_spans(file.text, segment.start, segment.end)]
+            for start, end in pack_passages(file.text, spans, count_tokens=count_tokens, token_offsets=token_offsets, settings=budget):
+                text = file.text[start:end]
+                embedded = embed_text(first.kind, text, article)
+                source = Source(file=file.name, chars=(start, end), lines=lines.span(start, end),
+                                kind=PassageKind(first.kind), listed_by=first.listed_by)
+                key = (first.article, embedded)
+                if key in by_key:
+                    by_key[key].sources.append(source)
+                    continue
+                passage = Passage(id=len(ordered), text=text, kind=PassageKind(first.kind), article=first.article,
+                                  sources=[source], embedded=embedded)
+                by_key[key] = passage
+                ordered.append(passage)
+    for passage in ordered:
+        passage.sources.sort(key=lambda source: source.listed_by is not None)
+        passage.kind = passage.sources[0].kind
+        if passage.embedded == passage.text:
+            passage.embedded = None
+    return ordered
+
+
+def mark_copies(passages: list[Passage]) -> None:
+    """Give each passage embedded from the same text as others (an article syndicated by two
+    outlets, a file copied into two folders) their ids as ``copies``, so a search shows the
+    text once and cites every place it appears."""
+    ids_by_text: dict[str, list[int]] = {}
+    for passage in passages:
+        ids_by_text.setdefault(passage.embed_text, []).append(passage.id)
+    for ids in ids_by_text.values():
+        for pid in ids if len(ids) > 1 else ():
+            passages[pid].copies = [other for other in ids if other != pid]
+
+
+def _segment_groups(segments: list[Segment]) -> Iterator[list[Segment]]:
+    """Consecutive body segments of one article form a group (passages may span paragraphs);
+    every other segment stands alone."""
+    group: list[Segment] = []
+    for segment in segments:
+        if group and segment.kind == "body" and group[-1].kind == "body" and group[-1].article == segment.article:
+            group.append(segment)
+            continue
+        if group:
+            yield group
+        group = [segment]
+    if group:
+        yield group
+
+
+def article_texts(parsed: list[ParsedFile], keys: list[str]) -> list[str]:
+    """The whole indexed text of each article (row i for ``keys[i]``): every segment citing it,
+    in corpus order, each span once. Whole-article BM25 ranks documents better than the
+    best of their passages (bench/quality.py)."""
+    pieces: dict[str, list[str]] = {key: [] for key in keys}
+    seen: set[tuple[str, str, int, int]] = set()
+    for file in parsed:
+        for segment in file.segments:
+            span = (segment.article, file.name, segment.start, segment.end)
+            if segment.article in pieces and span not in seen:
+                seen.add(span)
+                pieces[segment.article].append(file.text[segment.start : segment.end])
+    return ["\n\n".join(texts) for texts in pieces.values()]
