@@ -28,6 +28,7 @@ from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.discover import Warn, discover, hash_inputs
 from indexer.documents import ParsedFile, Segment, iso_date, parse_file
+from indexer.metadata import METADATA, write_metadata
 from indexer.manifest import FORMAT, FORMAT_VERSION, MANIFEST, KeptSettings, Manifest
 from indexer.types import Article, Passage, PassageKind, Source
 from indexer.wordlists import LINK_STOPWORDS
@@ -271,6 +272,7 @@ def build_from_parsed(
                 raise CorpusError(f"{corpus or index}: {error}") from None
             store.write_passages(scratch, passages)
             store.write_json(scratch / store.ARTICLES, kept_articles)
+            write_metadata(scratch / METADATA, passages=passages, articles={key: articles[key] for key in kept_articles})
             encoder.write_link_vectors(scratch)
             manifest = make_manifest(
                 embedder=model_view, settings=settings, keyword=keyword, factory=factory, parsed=parsed, passages=passages,
