@@ -108,9 +108,12 @@ class DenseRetriever:
             params = faiss.SearchParameters(sel=chosen)
         try:
             scores, ids = vectors.search(vector.reshape(1, -1), k, params=params)
-        except RuntimeError:  # an index type that takes no selector: compare the kept vectors one by one
-            return self._exact_within(vector, k=k, ids=selection.ids)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        except RuntimeError:  # an index type that takes no selector
+            scores, ids = [[]], [[]]
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        # fewer than k: the probed lists or the graph walk held too few kept vectors (or the
+        # index took no selector); comparing them one by one keeps the count min(k, kept)
+        return found if len(found) == k else self._exact_within(vector, k=k, ids=selection.ids)
 
     def _exact_within(self, vector, *, k: int, ids) -> list[tuple[int, float]]:
         """The ``k`` best of ``ids`` by inner product with ``vector`` (ties by id)."""
