@@ -37,6 +37,7 @@ from indexer.generation import build_lock, generations_in_use, live_name, remove
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.linking import link_bodies, merge_articles
 from indexer.manifest import MANIFEST, KeptSettings, Manifest, new_manifest
+from indexer.metadata import METADATA, write_metadata
 from indexer.onnx_export import ensure_export
 from indexer.passages import article_texts, make_passages, mark_copies
 
@@ -174,6 +175,7 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
                 raise CorpusError(f"{config.corpus or index}: {error}") from None
             store.write_passages(folder, passages)
             store.write_json(folder / store.ARTICLES, kept_articles)
+            write_metadata(folder / METADATA, passages=passages, articles={key: articles[key] for key in kept_articles})
             encoder.write_link_vectors(folder)
             manifest = new_manifest(
                 model=model, settings=config.settings, keyword=config.keyword, factory=factory, parsed=parsed,

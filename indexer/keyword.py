@@ -129,8 +129,9 @@ class KeywordIndex:
         unseen = sum(known.values()) / len(known) if known else 1.0
         return {term: known.get(term, unseen) for term in terms}
 
-    def search(self, query: str, *, k: int) -> list[tuple[int, float]]:
-        """The ``k`` best passages for ``query`` by BM25 as (passage id, score > 0)."""
+    def search(self, query: str, *, k: int, mask=None) -> list[tuple[int, float]]:
+        """The ``k`` best passages for ``query`` by BM25 as (passage id, score > 0); with
+        ``mask`` (a bool per passage) only passages it marks are scored."""
         import numpy as np
 
         terms = self.term_ids(query)
@@ -141,6 +142,8 @@ class KeywordIndex:
         for term in terms:
             start, end = int(indptr[term]), int(indptr[term + 1])
             np.add.at(scores, indices[start:end], data[start:end])
+        if mask is not None:
+            np.multiply(scores, mask, out=scores)
         k = min(k, size)
         if k < size:  # equal scores rank by passage id, so a ranking never depends on k
             kth = np.partition(scores, size - k)[size - k]  # the k-th best score

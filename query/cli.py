@@ -45,6 +45,27 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 FaissParamsOption = Annotated[
     Optional[str], typer.Option("--faiss-params", help="FAISS search parameters, e.g. nprobe=64 or efSearch=256.")
 ]
+SinceOption = Annotated[Optional[str], typer.Option(
+    "--since", metavar="DATE", help="Only articles published on or after DATE (YYYY-MM-DD, YYYY-MM or YYYY).",
+    callback=lambda v: _check_date(v, "--since"))]
+UntilOption = Annotated[Optional[str], typer.Option(
+    "--until", metavar="DATE", help="Only articles published on or before DATE (YYYY-MM-DD, YYYY-MM or YYYY).",
+    callback=lambda v: _check_date(v, "--until", last=True))]
+PublisherOption = Annotated[Optional[str], typer.Option("--publisher", metavar="NAME", help="Only articles of this publisher (any case).")]
+TopicOption = Annotated[Optional[str], typer.Option("--topic", metavar="T", help="Only articles with this topic (any case).")]
+PathOption = Annotated[Optional[str], typer.Option("--path", metavar="GLOB", help="Only passages of corpus files matching GLOB (e.g. 'news/*.md').")]
+
+
+def _check_date(value: str | None, option: str, *, last: bool = False) -> str | None:
+    from indexer.errors import QueryError
+    from query.filters import parse_day
+
+    if value is not None:
+        try:
+            parse_day(value, name=option, last=last)
+        except QueryError as error:
+            raise typer.BadParameter(str(error).split(": ", 1)[1], param_hint=option) from None
+    return value
 
 
 def _check_mode(mode: str) -> str:
@@ -144,18 +165,27 @@ def search(
     index: IndexOption = None,
     mode: ModeOption = "hybrid",
     faiss_params: FaissParamsOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    publisher: PublisherOption = None,
+    topic: TopicOption = None,
+    path: PathOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ranked passages for QUESTION, each with its citation."""
+    from query.filters import Filters
     from query.index import Index
 
     opened = Index.open(index)
-    hits = opened.search(question, k=k, mode=mode, faiss_params=faiss_params)
+    filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
+    hits = opened.search(question, k=k, mode=mode, faiss_params=faiss_params, **_filter_args(filters))
     warning = opened.stale_warning()
     if warning:
         _warn(warning)
     if as_json:
         data = {"query": question, "mode": mode, "hits": [h.to_dict() for h in hits], "warnings": [warning] if warning else []}
+        if filters.active:
+            data["filters"] = filters.to_dict()
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
     _print_hits(hits)
@@ -168,12 +198,19 @@ def ask(
     index: IndexOption = None,
     mode: ModeOption = "hybrid",
     faiss_params: FaissParamsOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    publisher: PublisherOption = None,
+    topic: TopicOption = None,
+    path: PathOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A short answer with its citation (or none), and the passages behind it."""
+    from query.filters import Filters
     from query.index import Index
 
-    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params)
+    filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
+    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params, **_filter_args(filters))
     for warning in answer.warnings:
         _warn(warning)
     if as_json:
@@ -195,6 +232,13 @@ def ask(
         console.print(f"  — {_cite(hit.citation)}  (confidence {answer.confidence:.2f})")
         console.print()
     _print_hits(answer.hits)
+
+
+def _filter_args(filters) -> dict:
+    """``filters`` as the keyword arguments of ``Index.search``/``Index.ask``."""
+    import dataclasses
+
+    return dataclasses.asdict(filters)
 
 
 def _cite(citation) -> str:
@@ -230,14 +274,16 @@ def info(
     verify: Annotated[bool, typer.Option("--verify", help="Checksum every index file.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The index's manifest: model, counts, files, linked bodies, skipped chrome."""
+    """The index's manifest (model, counts, files, linked bodies, skipped chrome) and what a
+    search can be filtered by (--json: the manifest, with the filterable values under "filterable")."""
     from query.index import Index, default_index
 
     folder = index or default_index()
     opened = Index.open(folder)
     manifest = opened.info(verify=verify)
+    filterable = opened.filterable()
     if as_json:
-        print(json.dumps(manifest, ensure_ascii=False, indent=2))
+        print(json.dumps({**manifest, "filterable": filterable}, ensure_ascii=False, indent=2))
         return
     from rich.table import Table
     from rich.text import Text
@@ -264,6 +310,26 @@ def info(
         console.print(chrome)
     for problem in manifest["skipped"]:
         console.print(f"skipped: {problem}")
+    _print_filterable(console, filterable, folder=folder)
+
+
+def _print_filterable(console, filterable, *, folder: Path) -> None:
+    """The filterable values: dates, then a table of publishers and topics."""
+    from rich.table import Table
+
+    from indexer.manifest import rebuild_hint
+
+    if filterable is None:
+        console.print(f"filters: none (built before filters); {rebuild_hint(folder)}")
+        return
+    dates = filterable["dates"]
+    console.print(f"filterable dates (--since/--until): {dates['first'] or '-'} to {dates['last'] or '-'}"
+                  f" ({dates['undated_passages']} passages undated)")
+    table = Table("filter", "value", "passages", title="filterable values")
+    for option, key in (("--publisher", "publishers"), ("--topic", "topics")):
+        for entry in filterable[key]:
+            table.add_row(option, entry["name"], str(entry["passages"]))
+    console.print(table)
 
 
 @app.command()

@@ -15,7 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from indexer.metadata import METADATA, MetadataStore
 from indexer.store import StoredIndex, live_generation
+from query.filters import Filters
 from query.readers import Reader, ReaderTools, SentenceReader
 from query.results import Answer, Hit
 from query.searcher import DEFAULT_MODE, Searcher, check_query
@@ -83,26 +85,35 @@ class Index:
         """The name of the live generation (``gen-000031``)."""
         return live_generation(self.path).resolve().name
 
-    def search(self, query: str, *, k: int = 5, mode: str = DEFAULT_MODE, faiss_params: str | None = None) -> list[Hit]:
+    def search(self, query: str, *, k: int = 5, mode: str = DEFAULT_MODE, faiss_params: str | None = None,
+               since: Any = None, until: Any = None, publisher: str | None = None, topic: str | None = None,
+               path: str | None = None) -> list[Hit]:
         """The ``k`` best distinct passages for ``query``, best first, each with its citation.
 
         ``mode`` is ``hybrid`` (dense + BM25 fused, then clause rescoring), ``dense`` or
-        ``keyword``; ``faiss_params`` overrides the index's FAISS search parameters."""
-        return self.searcher(faiss_params=faiss_params).search(query, k=k, mode=mode)
+        ``keyword``; ``faiss_params`` overrides the index's FAISS search parameters.
+        ``since``/``until`` (dates, or ``YYYY-MM-DD`` text; inclusive), ``publisher``,
+        ``topic`` (without case) and ``path`` (a glob over corpus files) search only the
+        passages that match all of them (see :mod:`query.filters`)."""
+        filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
+        return self.searcher(faiss_params=faiss_params).search(query, k=k, mode=mode, filters=filters)
 
     def ask(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE, reader: Reader | None = None,
-            faiss_params: str | None = None) -> Answer:
+            faiss_params: str | None = None, since: Any = None, until: Any = None, publisher: str | None = None,
+            topic: str | None = None, path: str | None = None) -> Answer:
         """An answer to ``question`` quoted from the corpus with its citation, or none
         (``answer`` None, ``confident`` False) with the nearest passages still in ``hits``.
 
         ``reader`` (default :class:`~query.readers.SentenceReader`) reads the best
         ``reader.passages`` hits whatever ``k`` is; ``k`` sets how many ``hits`` come back:
         the ``k`` best, or down to the answering hit when it ranks below them
-        (``hits[answer_hit - 1]`` is always it). A stale index adds a warning."""
+        (``hits[answer_hit - 1]`` is always it). A stale index adds a warning. The filters
+        are :meth:`search`'s: the answer comes from the passages they keep."""
         check_query(question, k=k, mode=mode)
+        filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
         reader = reader if reader is not None else SentenceReader()
         searcher = self.searcher(faiss_params=faiss_params)
-        hits = searcher.search(question, k=max(k, reader.passages), mode=mode)
+        hits = searcher.search(question, k=max(k, reader.passages), mode=mode, filters=filters)
         tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
         answer = reader.read(question, hits, tools=tools)
         answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=list(answer.warnings))
@@ -111,9 +122,16 @@ class Index:
         return answer
 
     def info(self, *, verify: bool = False) -> dict[str, Any]:
-        """The live generation's manifest, as ``semindex info --json`` prints it (checksums of
-        every file verified with ``verify``; otherwise as on every open)."""
+        """The live generation's manifest (checksums of every file verified with ``verify``;
+        otherwise as on every open)."""
         return StoredIndex.open(self.path, verify=verify or None).manifest.to_json()
+
+    def filterable(self) -> dict[str, Any] | None:
+        """What searches of the live generation can be filtered by: the range of published
+        dates and the publishers and topics, each with its passage count; None for
+        a generation built before filters."""
+        store = MetadataStore(live_generation(self.path) / METADATA)
+        return store.facets() if store.exists() else None
 
     def stale_warning(self) -> str | None:
         """One line saying the corpus changed since the live generation was built, or None

@@ -1,14 +1,21 @@
 """The two retrievers: dense (FAISS over passage vectors) and keyword (BM25 over passages and
-over whole articles). Each returns a run, (item, score) best first."""
+over whole articles). Each returns a run, (item, score) best first; given a filter's
+:class:`~query.filters.Selection`, one of the passages it keeps only."""
 
 from __future__ import annotations
 
+import math
+import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from indexer.errors import SemindexError
-from indexer.faiss_build import faiss_problem
+from indexer.faiss_build import IVF_SCANNED_VECTORS, faiss_problem
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex
 from indexer.store import StoredIndex
+
+if TYPE_CHECKING:
+    from query.filters import Selection
 
 COUNT_PARAMETERS = frozenset({"nprobe", "efSearch", "max_codes", "ht"})
 """FAISS search parameters that are counts: ``ParameterSpace`` would silently truncate 1.5 to 1."""
@@ -28,6 +35,11 @@ def fractional_count(faiss_params: str) -> str | None:
     return None
 
 
+EXACT_WITHIN = IVF_SCANNED_VECTORS
+"""A filter keeping at most this many passages is searched exactly, vector by vector: no more
+vectors than an unfiltered inverted-file search scans (docs/experiments/filters.md)."""
+
+
 class DenseRetriever:
     """Nearest passages to a question vector in a generation's FAISS index. ``faiss_params``
     overrides the search parameters recorded with the index (``nprobe=64``, ``efSearch=256``)."""
@@ -36,12 +48,25 @@ class DenseRetriever:
         self.stored = stored
         self.faiss_params = faiss_params
         self._params_set = False
+        self._lock = threading.Lock()
 
-    def search(self, vector, *, k: int) -> list[tuple[int, float]]:
-        """The ``k`` nearest passages to ``vector`` as (passage id, cosine)."""
-        k = min(k, self.stored.count)
+    def search(self, vector, *, k: int, selection: Selection | None = None) -> list[tuple[int, float]]:
+        """The ``k`` nearest passages to ``vector`` as (passage id, cosine); with ``selection``
+        the ``k`` nearest of the passages it keeps (see :meth:`search_within`)."""
+        k = min(k, self.stored.count if selection is None else selection.count)
         if k <= 0:
             return []
+        if selection is not None:
+            return self.search_within(vector, k=k, selection=selection)
+        vectors = self._vectors()
+        try:
+            scores, ids = vectors.search(vector.reshape(1, -1), k)
+        except RuntimeError as exc:  # a parameter FAISS accepts but cannot search with (nprobe=0)
+            raise self._params_error(exc) from None
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _vectors(self):
+        """The FAISS index, with ``faiss_params`` applied on first use."""
         vectors = self.stored.vectors
         if self.faiss_params and not self._params_set:
             import faiss
@@ -53,12 +78,71 @@ class DenseRetriever:
             except RuntimeError as exc:
                 raise SemindexError(f"FAISS search parameters {self.faiss_params!r}: {faiss_problem(exc)}") from None
             self._params_set = True
+        return vectors
+
+    def _params_error(self, exc: RuntimeError) -> SemindexError:
+        params = self.faiss_params or self.stored.manifest.search_params
+        return SemindexError(f"FAISS search parameters {params!r}: {faiss_problem(exc)}")
+
+    def search_within(self, vector, *, k: int, selection: Selection) -> list[tuple[int, float]]:
+        """The ``k`` nearest of the passages ``selection`` keeps. Up to :data:`EXACT_WITHIN`
+        of them are compared with ``vector`` one by one (exact, and no more work than an
+        unfiltered search); more are searched by FAISS with a bitmap of them, an inverted
+        file probing as many more lists (an HNSW graph as much wider a beam) as the
+        selection is smaller than the index, so as many kept vectors are scanned as an
+        unfiltered search scans."""
+        import faiss
+
+        vectors = self._vectors()
+        if selection.count <= EXACT_WITHIN:
+            return self._exact_within(vector, k=k, ids=selection.ids)
+        bitmap = selection.bitmap
+        chosen = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        top = faiss.downcast_index(vectors)
+        widen = 1 / max(selection.fraction, 1e-9)
+        if isinstance(top, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=chosen, nprobe=min(top.nlist, math.ceil(top.nprobe * widen)))
+        elif isinstance(top, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=chosen, efSearch=min(selection.count, math.ceil(top.hnsw.efSearch * widen)))
+        else:
+            params = faiss.SearchParameters(sel=chosen)
         try:
-            scores, ids = vectors.search(vector.reshape(1, -1), k)
-        except RuntimeError as exc:  # a parameter FAISS accepts but cannot search with (nprobe=0)
-            params = self.faiss_params or self.stored.manifest.search_params
-            raise SemindexError(f"FAISS search parameters {params!r}: {faiss_problem(exc)}") from None
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            scores, ids = vectors.search(vector.reshape(1, -1), k, params=params)
+        except RuntimeError:  # an index type that takes no selector
+            scores, ids = [[]], [[]]
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        # fewer than k: the probed lists or the graph walk held too few kept vectors (or the
+        # index took no selector); comparing them one by one keeps the count min(k, kept)
+        return found if len(found) == k else self._exact_within(vector, k=k, ids=selection.ids)
+
+    def _exact_within(self, vector, *, k: int, ids) -> list[tuple[int, float]]:
+        """The ``k`` best of ``ids`` by inner product with ``vector`` (ties by id)."""
+        import numpy as np
+
+        scores = self._reconstruct(ids) @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        if k < len(ids):
+            kth = np.partition(scores, len(ids) - k)[len(ids) - k]
+            keep = np.flatnonzero(scores >= kth)
+            ids, scores = ids[keep], scores[keep]
+        order = np.lexsort((ids, -scores))[:k]
+        return [(int(ids[i]), float(scores[i])) for i in order]
+
+    def _reconstruct(self, ids):
+        """The stored vectors of ``ids`` (an inverted file gets its id map on first use)."""
+        import faiss
+
+        vectors = self._vectors()
+        try:
+            return vectors.reconstruct_batch(ids)
+        except RuntimeError:
+            ivf = faiss.try_extract_index_ivf(vectors)
+            if ivf is None:
+                raise SemindexError(f"FAISS index {self.stored.manifest.factory!r} cannot be searched with filters; "
+                                    "rebuild it with another --faiss factory") from None
+        with self._lock:
+            if ivf.direct_map.type == faiss.DirectMap.NoMap:
+                ivf.make_direct_map()
+        return vectors.reconstruct_batch(ids)
 
 
 class KeywordRetriever:
@@ -81,9 +165,10 @@ class KeywordRetriever:
     def article_keys(self) -> list[str]:
         return list(self.stored.articles)
 
-    def search(self, question: str, *, k: int) -> list[tuple[int, float]]:
-        """(passage id, BM25 score) best first, at most ``k``."""
-        return self.passages.search(question, k=k)
+    def search(self, question: str, *, k: int, selection: Selection | None = None) -> list[tuple[int, float]]:
+        """(passage id, BM25 score) best first, at most ``k``; with ``selection`` only the
+        passages it keeps are scored."""
+        return self.passages.search(question, k=k, mask=None if selection is None else selection.mask)
 
     def search_articles(self, question: str, *, k: int) -> list[tuple[str, float]]:
         """(article key, BM25 score over its whole text) best first, at most ``k``; empty

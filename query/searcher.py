@@ -16,6 +16,7 @@ from indexer.keyword import KeywordIndex
 from indexer.store import StoredIndex
 from indexer.types import Passage
 from query.encoder import QueryEncoder
+from query.filters import Filters, PassageFilter, Selection
 from query.fusion import Runs, zscore_fusion
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP, ClauseRescorer
 from query.results import Citation, Hit
@@ -64,6 +65,7 @@ class Searcher:
         self.encoder = QueryEncoder(stored, model=model)
         self.dense_retriever = DenseRetriever(stored, faiss_params=faiss_params)
         self.keyword_retriever = KeywordRetriever(stored)
+        self.filter = PassageFilter(stored)
         self.rescorer = ClauseRescorer(embed=self.embed, passage_text=lambda pid: self.stored.passage(pid).embed_text)
         self._article_of: dict[int, str] = {}
 
@@ -93,33 +95,38 @@ class Searcher:
     def article_keys(self) -> list[str]:
         return self.keyword_retriever.article_keys
 
-    def dense(self, question_vector, *, k: int) -> list[tuple[int, float]]:
-        """The ``k`` nearest passages to a question vector as (passage id, cosine)."""
-        return self.dense_retriever.search(question_vector, k=k)
+    def dense(self, question_vector, *, k: int, selection: Selection | None = None) -> list[tuple[int, float]]:
+        """The ``k`` nearest passages to a question vector as (passage id, cosine), of those
+        ``selection`` keeps if given."""
+        return self.dense_retriever.search(question_vector, k=k, selection=selection)
+
+    def select(self, filters: Filters | None) -> Selection | None:
+        """The passages ``filters`` keep, or None when nothing is filtered."""
+        return self.filter.select(filters) if filters is not None and filters.active else None
 
     def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int | None = None,
-             rescore: bool = True) -> list[tuple[int, float]]:
+             rescore: bool = True, selection: Selection | None = None) -> list[tuple[int, float]]:
         """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score.
 
         Hybrid fuses the dense and keyword runs, ``depth`` deep each (default: ``k``, at least
         :data:`CANDIDATES`; z-scores depend on it, so a caller reading further down one
         ranking keeps it fixed), then (``rescore``) lifts the dense score of the
         top :data:`~query.rescoring.CLAUSE_TOP` fused passages (found by either run) by their
-        best clause and fuses again.
+        best clause and fuses again. With ``selection`` both runs hold only passages it keeps.
         """
         check_query(question, k=k, mode=mode)
         if mode == "keyword":
-            return self.keyword_retriever.search(question, k=k)
+            return self.keyword_retriever.search(question, k=k, selection=selection)
         if mode == "dense":
-            return self.dense(self.embed_question(question), k=k)
-        runs = self.passage_runs(question, depth=depth or max(k, CANDIDATES))
+            return self.dense(self.embed_question(question), k=k, selection=selection)
+        runs = self.passage_runs(question, depth=depth or max(k, CANDIDATES), selection=selection)
         return self.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT], rescore=rescore)[:k]
 
-    def passage_runs(self, question: str, *, depth: int = CANDIDATES) -> Runs:
-        """The dense and keyword runs over passages, ``depth`` deep each."""
+    def passage_runs(self, question: str, *, depth: int = CANDIDATES, selection: Selection | None = None) -> Runs:
+        """The dense and keyword runs over passages (those ``selection`` keeps), ``depth`` deep each."""
         vector = self.embed_question(question)
-        dense = self.dense(vector, k=depth)
-        keyword = self.keyword_retriever.search(question, k=depth + 1)  # one more tells "all there are" from "depth"
+        dense = self.dense(vector, k=depth, selection=selection)
+        keyword = self.keyword_retriever.search(question, k=depth + 1, selection=selection)  # one more tells "all there are" from "depth"
         return Runs(dense=dense, keyword=keyword[:depth], vector=vector, keyword_complete=len(keyword) <= depth)
 
     def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
@@ -219,19 +226,24 @@ class Searcher:
             hits.append(self.hit(len(hits) + 1, pid, score, passage))
         return hits
 
-    def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
+    def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE, filters: Filters | None = None) -> list[Hit]:
         """The ``k`` best distinct passages for ``question``, best first (see :meth:`hits`);
-        fewer only when the ranking holds fewer."""
+        fewer only when the ranking holds fewer. ``filters`` narrow the search to the passages
+        they keep, inside retrieval (none kept: no hits)."""
         check_query(question, k=k, mode=mode)
+        selection = self.select(filters)
+        searchable = self.stored.count if selection is None else selection.count
+        if searchable == 0:
+            return []
         pool, read = max(k, CANDIDATES), 2 * k  # the fused pool of rank(k), read 2k deep for copies
         while True:
             depth = max(pool, (read + 1) // 2)
-            ranked = self.rank(question, k=read, mode=mode, depth=depth)
+            ranked = self.rank(question, k=read, mode=mode, depth=depth, selection=selection)
             hits = self.hits(ranked, k=k)
             # A short dense or keyword ranking holds all there is; a short fused one may only
             # mean that both runs found the same passages (copies of one text), until the
             # runs are as deep as the index.
-            exhausted = len(ranked) < read and (mode != "hybrid" or depth >= self.stored.count)
+            exhausted = len(ranked) < read and (mode != "hybrid" or depth >= searchable)
             if len(hits) == k or exhausted:
                 return hits
             read *= 2
