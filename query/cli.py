@@ -175,6 +175,7 @@ def search(
     """Ranked passages for QUESTION, each with its citation."""
     from query.filters import Filters
     from query.index import Index
+    from query.results import search_to_dict
 
     opened = Index.open(index)
     filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
@@ -183,9 +184,7 @@ def search(
     if warning:
         _warn(warning)
     if as_json:
-        data = {"query": question, "mode": mode, "hits": [h.to_dict() for h in hits], "warnings": [warning] if warning else []}
-        if filters.active:
-            data["filters"] = filters.to_dict()
+        data = search_to_dict(question, mode=mode, hits=hits, warning=warning, filters=filters)
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
     _print_hits(hits)
@@ -342,7 +341,7 @@ def serve(
     cors: Annotated[list[str], typer.Option("--cors", help="Allow browser calls from ORIGIN; repeat for several.")] = [],
 ) -> None:
     """HTTP API, MCP at /mcp and a search page at / over one warm index (needs semindex[serve])."""
-    from query.searcher import default_index
+    from query.index import default_index
     from query.serve import ServeOptions, run_server
 
     run_server(ServeOptions(index=index or default_index(), host=host, port=port, token=token, no_auth=no_auth,
@@ -352,7 +351,7 @@ def serve(
 @app.command()
 def mcp(index: IndexOption = None) -> None:
     """The MCP tools search, ask and info over stdio, for an assistant to start (needs semindex[serve])."""
-    from query.searcher import default_index
+    from query.index import default_index
     from query.serve import run_mcp
 
     run_mcp(index or default_index())

@@ -10,6 +10,7 @@ running process holds at most the generation it serves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from pathlib import Path
@@ -45,8 +46,7 @@ class Index:
         self.path = path
         self._lock = threading.Lock()
         self._generation: str | None = None
-        self._searchers: dict[tuple[str, str], Searcher] = {}
-        self._stale: dict[str, str | None] = {}
+        self._generations: dict[tuple[str, str], Generation] = {}
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> Index:
@@ -59,26 +59,29 @@ class Index:
                 _OPEN[resolved] = cls(resolved)
             return _OPEN[resolved]
 
-    def searcher(self, *, faiss_params: str | None = None, model: str | None = None) -> Searcher:
-        """The live generation's :class:`~query.searcher.Searcher` (opened and checked on first
-        use; ``faiss_params`` overrides its FAISS search parameters). Opening a newer
-        generation drops the searchers of the one before."""
+    def live(self, *, faiss_params: str | None = None, model: str | None = None) -> Generation:
+        """The live :class:`Generation` (opened and checked on first use; ``faiss_params``
+        overrides its FAISS search parameters). Opening a newer generation drops the ones
+        before; a caller holding one keeps answering from it."""
         generation = live_generation(self.path).resolve().name
         key = (model or "", faiss_params or "")
         with self._lock:
             if generation != self._generation:
-                self._searchers.clear()
-                self._stale.clear()
+                self._generations.clear()
                 self._generation = generation
-            searcher = self._searchers.get(key)
-        if searcher is None:
-            searcher = Searcher(StoredIndex.open(self.path), model=model, faiss_params=faiss_params)
+            opened = self._generations.get(key)
+        if opened is None:
+            opened = Generation(Searcher(StoredIndex.open(self.path), model=model, faiss_params=faiss_params))
             with self._lock:
-                if self._generation == searcher.stored.generation.resolve().name:
-                    if key not in self._searchers and len(self._searchers) >= MAX_SEARCHERS:
-                        del self._searchers[next(iter(self._searchers))]  # the oldest FAISS parameters
-                    searcher = self._searchers.setdefault(key, searcher)
-        return searcher
+                if self._generation == opened.name:
+                    if key not in self._generations and len(self._generations) >= MAX_SEARCHERS:
+                        del self._generations[next(iter(self._generations))]  # the oldest FAISS parameters
+                    opened = self._generations.setdefault(key, opened)
+        return opened
+
+    def searcher(self, *, faiss_params: str | None = None, model: str | None = None) -> Searcher:
+        """The live generation's :class:`~query.searcher.Searcher` (see :meth:`live`)."""
+        return self.live(faiss_params=faiss_params, model=model).searcher
 
     @property
     def generation(self) -> str:
@@ -96,7 +99,7 @@ class Index:
         ``topic`` (without case) and ``path`` (a glob over corpus files) search only the
         passages that match all of them (see :mod:`query.filters`)."""
         filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
-        return self.searcher(faiss_params=faiss_params).search(query, k=k, mode=mode, filters=filters)
+        return self.live(faiss_params=faiss_params).search(query, k=k, mode=mode, filters=filters)
 
     def ask(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE, reader: Reader | None = None,
             faiss_params: str | None = None, since: Any = None, until: Any = None, publisher: str | None = None,
@@ -111,15 +114,7 @@ class Index:
         are :meth:`search`'s: the answer comes from the passages they keep."""
         check_query(question, k=k, mode=mode)
         filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
-        reader = reader if reader is not None else SentenceReader()
-        searcher = self.searcher(faiss_params=faiss_params)
-        hits = searcher.search(question, k=max(k, reader.passages), mode=mode, filters=filters)
-        tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
-        answer = reader.read(question, hits, tools=tools)
-        answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=list(answer.warnings))
-        if warning := self.stale_warning():
-            answer.warnings.append(warning)
-        return answer
+        return self.live(faiss_params=faiss_params).ask(question, k=k, mode=mode, reader=reader, filters=filters)
 
     def info(self, *, verify: bool = False) -> dict[str, Any]:
         """The live generation's manifest (checksums of every file verified with ``verify``;
@@ -130,22 +125,60 @@ class Index:
         """What searches of the live generation can be filtered by: the range of published
         dates and the publishers and topics, each with its passage count; None for
         a generation built before filters."""
-        store = MetadataStore(live_generation(self.path) / METADATA)
-        return store.facets() if store.exists() else None
+        return filterable(live_generation(self.path))
 
     def stale_warning(self) -> str | None:
         """One line saying the corpus changed since the live generation was built, or None
         (the corpus is hashed once per generation)."""
-        searcher = self.searcher()
-        generation = searcher.stored.generation.resolve().name
-        with self._lock:
-            if generation in self._stale:
-                return self._stale[generation]
-        warning = _stale_line(searcher.stored)
-        with self._lock:
-            if generation == self._generation:
-                self._stale[generation] = warning
-        return warning
+        return self.live().stale_warning
+
+
+class Generation:
+    """One opened generation of an index. A caller that takes it once (a server request)
+    answers wholly from it, even when a rebuild makes another generation live meanwhile."""
+
+    def __init__(self, searcher: Searcher) -> None:
+        self.searcher = searcher
+
+    @property
+    def name(self) -> str:
+        """The generation folder's name (``gen-000031``)."""
+        return self.searcher.stored.generation.resolve().name
+
+    @functools.cached_property
+    def stale_warning(self) -> str | None:
+        """One line saying the corpus changed since this generation was built, or None
+        (the corpus is hashed once)."""
+        return _stale_line(self.searcher.stored)
+
+    def search(self, query: str, *, k: int = 5, mode: str = DEFAULT_MODE, filters: Filters | None = None) -> list[Hit]:
+        """:meth:`Index.search` on this generation."""
+        return self.searcher.search(query, k=k, mode=mode, filters=filters)
+
+    def ask(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE, reader: Reader | None = None,
+            filters: Filters | None = None) -> Answer:
+        """:meth:`Index.ask` on this generation."""
+        check_query(question, k=k, mode=mode)
+        reader = reader if reader is not None else SentenceReader()
+        searcher = self.searcher
+        hits = searcher.search(question, k=max(k, reader.passages), mode=mode, filters=filters)
+        tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
+        answer = reader.read(question, hits, tools=tools)
+        answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=list(answer.warnings))
+        if self.stale_warning:
+            answer.warnings.append(self.stale_warning)
+        return answer
+
+    def info(self) -> dict[str, Any]:
+        """``semindex info --json``: the manifest, with what searches can be filtered by."""
+        return {**self.searcher.stored.manifest.to_json(), "filterable": filterable(self.searcher.stored.generation)}
+
+
+def filterable(generation: Path) -> dict[str, Any] | None:
+    """The date range, publishers and topics (with passage counts) of a generation's
+    metadata, or None for a generation built before filters."""
+    store = MetadataStore(generation / METADATA)
+    return store.facets() if store.exists() else None
 
 
 def _stale_line(stored: StoredIndex) -> str | None:

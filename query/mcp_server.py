@@ -27,6 +27,11 @@ passage's answering sentence or span."""
 Text = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many passages (1-100).")]
 Mode = Annotated[Literal["hybrid", "dense", "keyword"], Field(description="hybrid (default), dense or keyword.")]
+Since = Annotated[str | None, Field(max_length=32, description="Only articles published on or after YYYY-MM-DD.")]
+Until = Annotated[str | None, Field(max_length=32, description="Only articles published on or before YYYY-MM-DD.")]
+Publisher = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS, description="Only this publisher (any case).")]
+Topic = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS, description="Only this topic (any case).")]
+PathGlob = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS, description="Only corpus files matching this glob.")]
 
 
 def cite(citation: dict[str, Any]) -> str:
@@ -75,25 +80,27 @@ def build_mcp(generation: Callable[[], Generation]) -> MCPServer:
             raise ToolError(" ".join(str(error).split())) from None
 
     @server.tool()
-    def search(query: Text, k: K = 5, mode: Mode = "hybrid") -> CallToolResult:
+    def search(query: Text, k: K = 5, mode: Mode = "hybrid", since: Since = None, until: Until = None,
+               publisher: Publisher = None, topic: Topic = None, path: PathGlob = None) -> CallToolResult:
         """Ranked passages for a query, best first, each with its citation (title, publisher,
         date, URL, file and line span). Structured content is `semindex search --json`."""
 
         def run(g: Generation) -> tuple[dict[str, Any], str]:
-            data = g.search(query, k=k, mode=mode)
+            data = g.search(query, k=k, mode=mode, since=since, until=until, publisher=publisher, topic=topic, path=path)
             return data, "\n\n".join([hits_text(data["hits"]), *(f"warning: {w}" for w in data["warnings"])])
 
         return guarded(run)
 
     @server.tool()
     def ask(question: Text, reader: Literal[READERS] = "sentence", k: K = 5,  # type: ignore[valid-type]
-            mode: Mode = "hybrid") -> CallToolResult:
+            mode: Mode = "hybrid", since: Since = None, until: Until = None, publisher: Publisher = None,
+            topic: Topic = None, path: PathGlob = None) -> CallToolResult:
         """A short answer quoted from the corpus with its citation, or none when the corpus
         holds no confident answer; the passages behind it follow. Structured content is
         `semindex ask --json`."""
 
         def run(g: Generation) -> tuple[dict[str, Any], str]:
-            data = g.ask(question, k=k, mode=mode)
+            data = g.ask(question, k=k, mode=mode, since=since, until=until, publisher=publisher, topic=topic, path=path)
             return data, answer_text(data)
 
         return guarded(run)

@@ -118,3 +118,12 @@ class Answer:
             "evidence": self.evidence,
             "reader": self.reader,
         }
+
+
+def search_to_dict(query: str, *, mode: str, hits: list[Hit], warning: str | None, filters: Any = None) -> dict[str, Any]:
+    """``semindex search --json``: the query, the mode, the hits, any warning, and the
+    filters (``query.filters.Filters``) when some are set."""
+    data = {"query": query, "mode": mode, "hits": [h.to_dict() for h in hits], "warnings": [warning] if warning else []}
+    if filters is not None and filters.active:
+        data["filters"] = filters.to_dict()
+    return data

@@ -29,55 +29,43 @@ WARM_QUESTION = "warm up the index"
 
 @dataclass(frozen=True)
 class Generation:
-    """One loaded index generation; a request keeps the one it started with to the end.
+    """One loaded index generation as the server answers from it: a request keeps the one
+    it started with to the end. Search, ask and info give the CLI's ``--json`` objects."""
 
-    The adapter between the server and the query API: search, ask and info as the CLI's
-    ``--json`` objects.
-    """
-
-    searcher: Any  # query.searcher.Searcher, imported lazily
+    opened: Any  # query.index.Generation, imported lazily
 
     @property
     def name(self) -> str:
-        return self.searcher.stored.generation.name
+        return self.opened.name
 
     @classmethod
     def load(cls, index: Path) -> Generation:
         """Open the live generation of ``index`` and load everything a query touches."""
-        from indexer.store import StoredIndex
-        from query.searcher import Searcher
+        from query.index import Index
 
-        generation = cls(Searcher(StoredIndex.open(index)))
-        generation.searcher.search(WARM_QUESTION, k=1, mode="hybrid")
-        generation.searcher.stale  # hashes the corpus once, not inside a request
+        generation = cls(Index.open(index).live())
+        generation.opened.search(WARM_QUESTION, k=1, mode="hybrid")
+        generation.opened.stale_warning  # hashes the corpus once, not inside a request
         return generation
 
-    def _warnings(self) -> list[str]:
-        warning = self.searcher.stale_warning()
-        return [warning] if warning else []
-
-    def search(self, question: str, *, k: int, mode: str) -> dict[str, Any]:
+    def search(self, question: str, *, k: int, mode: str, **filters: Any) -> dict[str, Any]:
         """``semindex search --json``."""
-        hits = self.searcher.search(question, k=k, mode=mode)
-        return {"query": question, "mode": mode, "hits": [h.to_dict() for h in hits], "warnings": self._warnings()}
+        from query.filters import Filters
+        from query.results import search_to_dict
 
-    def ask(self, question: str, *, k: int, mode: str) -> dict[str, Any]:
-        """``semindex ask --json``: the steps of ``query.ask`` on this generation's searcher
-        (the façade's ``ask`` replaces them; a test keeps both equal)."""
-        import dataclasses
+        checked = Filters.from_args(**filters)
+        hits = self.opened.search(question, k=k, mode=mode, filters=checked)
+        return search_to_dict(question, mode=mode, hits=hits, warning=self.opened.stale_warning, filters=checked)
 
-        from query.answer import ANSWER_PASSAGES, answer_from_hits
+    def ask(self, question: str, *, k: int, mode: str, reader: Any = None, **filters: Any) -> dict[str, Any]:
+        """``semindex ask --json``."""
+        from query.filters import Filters
 
-        searcher = self.searcher
-        hits = searcher.search(question, k=max(k, ANSWER_PASSAGES), mode=mode)
-        answer = answer_from_hits(question, hits, embed=searcher.embed, embed_question=searcher.embed_question,
-                                  keyword=searcher.keyword)
-        answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=self._warnings())
-        return answer.to_dict()
+        return self.opened.ask(question, k=k, mode=mode, reader=reader, filters=Filters.from_args(**filters)).to_dict()
 
     def info(self) -> dict[str, Any]:
-        """``semindex info --json``: the generation's manifest."""
-        return self.searcher.stored.manifest
+        """``semindex info --json``: the generation's manifest and what it can be filtered by."""
+        return self.opened.info()
 
 
 class LiveIndex:

@@ -19,7 +19,9 @@ from query.serve import GENERATION_HEADER, MAX_K, MAX_QUESTION_CHARS, Generation
 Mode = Literal["hybrid", "dense", "keyword"]
 Question = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to look for.")]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many passages.")]
-QUERY_FIELDS = frozenset({"q", "k", "mode"})
+FILTERS = ("since", "until", "publisher", "topic", "path")
+QUERY_FIELDS = frozenset({"q", "k", "mode", *FILTERS})
+Filter = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS)]
 
 
 class SearchRequest(BaseModel):
@@ -29,6 +31,14 @@ class SearchRequest(BaseModel):
     q: Question
     k: K = 5
     mode: Mode = "hybrid"
+    since: Filter = Field(None, description="Only articles published on or after this date (YYYY-MM-DD).")
+    until: Filter = Field(None, description="Only articles published on or before this date (YYYY-MM-DD).")
+    publisher: Filter = Field(None, description="Only articles of this publisher (any case).")
+    topic: Filter = Field(None, description="Only articles with this topic (any case).")
+    path: Filter = Field(None, description="Only passages of corpus files matching this glob.")
+
+    def filters(self) -> dict[str, str | None]:
+        return {name: getattr(self, name) for name in FILTERS}
 
 
 def query_request(
@@ -36,13 +46,19 @@ def query_request(
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to look for.")],
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many passages.")] = 5,
     mode: Annotated[Mode, Query(description="hybrid, dense or keyword.")] = "hybrid",
+    since: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="YYYY-MM-DD, inclusive.")] = None,
+    until: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="YYYY-MM-DD, inclusive.")] = None,
+    publisher: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="Publisher, any case.")] = None,
+    topic: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="Topic, any case.")] = None,
+    path: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="Glob over corpus files.")] = None,
 ) -> SearchRequest:
     """The query string as a :class:`SearchRequest`, refusing parameters it does not know."""
     unknown = sorted(set(request.query_params) - QUERY_FIELDS)
     if unknown:
         raise RequestValidationError([{"loc": ("query", name), "msg": "unknown field", "type": "extra_forbidden"}
                                       for name in unknown])
-    return SearchRequest.model_construct(q=q, k=k, mode=mode)
+    return SearchRequest.model_construct(q=q, k=k, mode=mode, since=since, until=until, publisher=publisher,
+                                         topic=topic, path=path)
 
 
 def add_routes(app: FastAPI, live: LiveIndex) -> None:
@@ -54,10 +70,10 @@ def add_routes(app: FastAPI, live: LiveIndex) -> None:
         return run(generation)
 
     def search(response: Response, ask: SearchRequest) -> dict[str, Any]:
-        return answer(response, lambda g: g.search(ask.q, k=ask.k, mode=ask.mode))
+        return answer(response, lambda g: g.search(ask.q, k=ask.k, mode=ask.mode, **ask.filters()))
 
     def ask(response: Response, ask: SearchRequest) -> dict[str, Any]:
-        return answer(response, lambda g: g.ask(ask.q, k=ask.k, mode=ask.mode))
+        return answer(response, lambda g: g.ask(ask.q, k=ask.k, mode=ask.mode, **ask.filters()))
 
     @app.get("/search", summary="Ranked passages with citations (semindex search --json)")
     def search_get(response: Response, request: Annotated[SearchRequest, Depends(query_request)]) -> dict[str, Any]:

@@ -31,6 +31,21 @@ def test_get_and_post_answer_exactly_the_cli_json(server: Server, bundled_index:
         assert expected["answer"] and "Stella Biderman" in expected["answer"]
 
 
+
+@pytest.mark.parametrize("command", ["search", "ask"])
+def test_filters_give_the_cli_hits(server: Server, bundled_index: Path, command: str) -> None:
+    filters = {"publisher": "venturebeat", "since": "2023-05-01", "until": "2023-12-31"}
+    flags = [part for name, value in filters.items() for part in (f"--{name}", value)]
+    cli = semindex(command, QUESTION, "-k", "3", *flags, "--index", str(bundled_index), "--json")
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)
+    got = server.request("GET", f"/{command}", params={"q": QUESTION, "k": 3, **filters})
+    posted = server.request("POST", f"/{command}", body={"q": QUESTION, "k": 3, **filters})
+    assert got.json() == posted.json() == expected
+    assert expected["hits"] and all(hit["citation"]["publisher"] == "VentureBeat" for hit in expected["hits"])
+    bad = server.request("GET", f"/{command}", params={"q": QUESTION, "since": "2023-13-45"})
+    assert bad.status == 422 and "2023-13-45" in bad.json()["error"]
+
 def test_info_is_the_manifest_and_healthz_names_the_generation(server: Server, bundled_index: Path) -> None:
     cli = semindex("info", "--index", str(bundled_index), "--json")
     info = server.request("GET", "/info")
