@@ -226,8 +226,9 @@ class Api:
         from starlette.exceptions import HTTPException
 
         from query.mcp_server import build_mcp
+        from query.serve_routes import add_routes
 
-        mcp = build_mcp(lambda: self.live.generation())
+        mcp = build_mcp(self.live.generation)
         mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", host=self.options.host)
 
         @asynccontextmanager
@@ -235,9 +236,9 @@ class Api:
             async with mcp.session_manager.run():
                 yield
 
-        app = FastAPI(title="semindex", version=_version(), lifespan=lifespan,
+        app = FastAPI(title="semindex", version=package_version(), lifespan=lifespan,
                       description="Search and ask a semindex index; responses are the CLI's --json objects.")
-        self._routes(app)
+        add_routes(app, self.live)
         app.router.routes.extend(mcp_app.routes)  # /mcp, under this app's auth and body limit
 
         @app.exception_handler(RequestValidationError)
@@ -281,13 +282,8 @@ class Api:
                 return response
         return await call_next(request)
 
-    def _routes(self, app) -> None:
-        from query.serve_routes import add_routes
 
-        add_routes(app, self.live)
-
-
-def _version() -> str:
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
