@@ -302,17 +302,27 @@ def require_serve_extra() -> None:
 
 
 def run_server(options: ServeOptions) -> None:
-    """Load the index, then serve until interrupted."""
+    """Bind, load the index, then serve until interrupted."""
     if problem := options.problem():
         raise SemindexError(problem)
     require_serve_extra()
+    import socket
+
     import uvicorn
 
+    sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((options.host.strip("[]"), options.port))
+    except OSError as error:
+        sock.close()
+        raise SemindexError(f"cannot listen on {options.host}:{options.port}: {error.strerror or error}") from None
     api = Api(LiveIndex(options.index), options=options)
-    where = f"http://{options.host}:{options.port}/"
-    print(f"serving {options.index} ({api.live.generation().name}) at {where}", flush=True)
-    uvicorn.run(api.app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    port = sock.getsockname()[1]
+    host = f"[{options.host.strip('[]')}]" if ":" in options.host else options.host
+    print(f"serving {options.index} ({api.live.generation().name}) at http://{host}:{port}/", flush=True)
+    config = uvicorn.Config(api.app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def run_mcp(index: Path) -> None:
