@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 Q ?= Who is the executive director of EleutherAI?
 
-.PHONY: setup ask search test index check-index bench clean
+.PHONY: setup ask search serve test index check-index bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ ask: $(STAMP) index/CURRENT
 
 search: $(STAMP) index/CURRENT
 	@$(BIN)/semindex search "$(Q)"
+
+serve: $(STAMP) index/CURRENT
+	$(BIN)/semindex serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

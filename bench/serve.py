@@ -60,25 +60,33 @@ class Process:
         self.command, self.port, self.probe, self.env = command, port, probe, env
 
     def __enter__(self) -> Process:
+        self.log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a chatty server never blocks on it
         self.process = subprocess.Popen(self.command, cwd=ROOT, env={**os.environ, **(self.env or {})},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         started = time.monotonic()
         while time.monotonic() - started < 600:
             if self.process.poll() is not None:
-                raise SystemExit(f"{self.command[0]} exited: {self.process.stderr.read()[-2000:]}")
+                self.log.seek(0)
+                raise SystemExit(f"{self.command[0]} exited: {self.log.read()[-2000:]}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
                 conn.request("GET", self.probe)
-                if conn.getresponse().status == 200:
-                    self.ready_s = time.monotonic() - started
-                    return self
+                status = conn.getresponse().status
             except OSError:
                 time.sleep(0.2)
+                continue
+            if status == 200:
+                self.ready_s = time.monotonic() - started
+                return self
+            self.__exit__()
+            raise SystemExit(f"{self.command} answered {self.probe} with {status}")
+        self.__exit__()
         raise SystemExit(f"{self.command} never answered {self.probe}")
 
     def __exit__(self, *_exc) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.log.close()
 
 
 def load(port: int, paths: list[str], *, clients: int, total: int) -> dict[str, float]:

@@ -68,9 +68,9 @@ def build_mcp(generation: Callable[[], Generation]) -> MCPServer:
     from mcp.server.mcpserver.exceptions import ToolError
 
     from indexer.errors import SemindexError
-    from query.serve import _version
+    from query.serve import package_version
 
-    server = MCPServer("semindex", version=_version(), log_level="WARNING",
+    server = MCPServer("semindex", version=package_version(), log_level="WARNING",
                        instructions="Search and ask a local index of articles; every passage comes with its citation.")
 
     def guarded(run: Callable[[Generation], tuple[dict[str, Any], str]]) -> CallToolResult:

@@ -214,8 +214,9 @@ class Api:
         from starlette.exceptions import HTTPException
 
         from query.mcp_server import build_mcp
+        from query.serve_routes import add_routes
 
-        mcp = build_mcp(lambda: self.live.generation())
+        mcp = build_mcp(self.live.generation)
         mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", host=self.options.host)
 
         @asynccontextmanager
@@ -223,9 +224,9 @@ class Api:
             async with mcp.session_manager.run():
                 yield
 
-        app = FastAPI(title="semindex", version=_version(), lifespan=lifespan,
+        app = FastAPI(title="semindex", version=package_version(), lifespan=lifespan,
                       description="Search and ask a semindex index; responses are the CLI's --json objects.")
-        self._routes(app)
+        add_routes(app, self.live)
         app.router.routes.extend(mcp_app.routes)  # /mcp, under this app's auth and body limit
 
         @app.exception_handler(RequestValidationError)
@@ -269,13 +270,8 @@ class Api:
                 return response
         return await call_next(request)
 
-    def _routes(self, app) -> None:
-        from query.serve_routes import add_routes
 
-        add_routes(app, self.live)
-
-
-def _version() -> str:
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -294,17 +290,27 @@ def require_serve_extra() -> None:
 
 
 def run_server(options: ServeOptions) -> None:
-    """Load the index, then serve until interrupted."""
+    """Bind, load the index, then serve until interrupted."""
     if problem := options.problem():
         raise SemindexError(problem)
     require_serve_extra()
+    import socket
+
     import uvicorn
 
+    sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((options.host.strip("[]"), options.port))
+    except OSError as error:
+        sock.close()
+        raise SemindexError(f"cannot listen on {options.host}:{options.port}: {error.strerror or error}") from None
     api = Api(LiveIndex(options.index), options=options)
-    where = f"http://{options.host}:{options.port}/"
-    print(f"serving {options.index} ({api.live.generation().name}) at {where}", flush=True)
-    uvicorn.run(api.app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    port = sock.getsockname()[1]
+    host = f"[{options.host.strip('[]')}]" if ":" in options.host else options.host
+    print(f"serving {options.index} ({api.live.generation().name}) at http://{host}:{port}/", flush=True)
+    config = uvicorn.Config(api.app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def run_mcp(index: Path) -> None:

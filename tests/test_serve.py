@@ -145,3 +145,14 @@ def test_mcp_tools_over_streamable_http(server: Server) -> None:
     assert not result.is_error
     assert result.structured_content == server.request("GET", "/search", params={"q": QUESTION, "k": 2}).json()
     assert "Stella Biderman" in result.content[0].text and "002_d47237756c0cdcf3.txt:9-9" in result.content[0].text
+
+
+def test_a_port_in_use_is_refused_in_one_line(bundled_index: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = semindex("serve", "--index", str(bundled_index), "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot listen on 127.0.0.1:") and result.stderr.count("\n") == 1
