@@ -72,7 +72,8 @@ class Generation:
         hits = searcher.search(question, k=max(k, ANSWER_PASSAGES), mode=mode)
         answer = answer_from_hits(question, hits, embed=searcher.embed, embed_question=searcher.embed_question,
                                   keyword=searcher.keyword)
-        answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=self._warnings())
+        answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)],
+                                     warnings=[*answer.warnings, *self._warnings()])
         return answer.to_dict()
 
     def info(self) -> dict[str, Any]:
