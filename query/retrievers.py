@@ -88,9 +88,10 @@ class DenseRetriever:
         """The ``k`` nearest of the passages ``selection`` keeps. Up to :data:`EXACT_WITHIN`
         of them are compared with ``vector`` one by one (exact, and no more work than an
         unfiltered search); more are searched by FAISS with a bitmap of them, an inverted
-        file probing as many more lists (an HNSW graph as much wider a beam) as the
-        selection is smaller than the index, so as many kept vectors are scanned as an
-        unfiltered search scans."""
+        file probing more lists (an HNSW graph a wider beam) by the square root of how much
+        smaller the selection is than the index: the kept top k lie within the unfiltered
+        top k / share, which a probe covers long before it has scanned as many kept vectors
+        as an unfiltered search scans (docs/experiments/filters.md)."""
         import faiss
 
         vectors = self._vectors()
@@ -99,7 +100,7 @@ class DenseRetriever:
         bitmap = selection.bitmap
         chosen = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
         top = faiss.downcast_index(vectors)
-        widen = 1 / max(selection.fraction, 1e-9)
+        widen = math.sqrt(1 / max(selection.fraction, 1e-9))
         if isinstance(top, faiss.IndexIVF):
             params = faiss.SearchParametersIVF(sel=chosen, nprobe=min(top.nlist, math.ceil(top.nprobe * widen)))
         elif isinstance(top, faiss.IndexHNSW):
@@ -116,10 +117,17 @@ class DenseRetriever:
         return found if len(found) == k else self._exact_within(vector, k=k, ids=selection.ids)
 
     def _exact_within(self, vector, *, k: int, ids) -> list[tuple[int, float]]:
-        """The ``k`` best of ``ids`` by inner product with ``vector`` (ties by id)."""
+        """The ``k`` best of ``ids`` by inner product with ``vector`` (ties by id), computed by
+        FAISS's single-threaded kernel: a BLAS matrix-vector product may wake every core's
+        thread for a few thousand rows, which on a busy machine costs 10x more."""
+        import faiss
         import numpy as np
 
-        scores = self._reconstruct(ids) @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        rows = np.ascontiguousarray(self._reconstruct(ids), dtype=np.float32)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        scores = np.empty(len(ids), dtype=np.float32)
+        faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(query), faiss.swig_ptr(rows),
+                                     len(query), len(ids))
         if k < len(ids):
             kth = np.partition(scores, len(ids) - k)[len(ids) - k]
             keep = np.flatnonzero(scores >= kth)
