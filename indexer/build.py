@@ -28,8 +28,8 @@ from indexer import store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.discover import Warn, discover, hash_inputs
 from indexer.documents import ParsedFile, Segment, iso_date, parse_file
-from indexer.metadata import METADATA, write_metadata
 from indexer.manifest import FORMAT, FORMAT_VERSION, MANIFEST, KeptSettings, Manifest
+from indexer.metadata import METADATA, write_metadata
 from indexer.types import Article, Passage, PassageKind, Source
 from indexer.wordlists import LINK_STOPWORDS
 from indexer.embedder import Embedder

@@ -74,7 +74,8 @@ if TYPE_CHECKING:
 
 LINK_VECTORS = "linkvectors.npy"
 LINK_KEYS = "linkvectors.json"
-PIPELINE_MODULES = ("build.py", "chrome.py", "chunking.py", "documents.py", "incremental.py", "keyword.py", "store.py")
+PIPELINE_MODULES = ("build.py", "chrome.py", "chunking.py", "documents.py", "incremental.py", "keyword.py", "metadata.py",
+                    "store.py")
 """The indexer's modules whose code decides what an index holds (hashed into the manifest)."""
 PACKAGES = ("semindex", "faiss-cpu", "sentence-transformers", "torch", "numpy", "bm25s", "PyStemmer", "PyYAML",
             "tokenizers")
