@@ -188,6 +188,9 @@ def search(
             data["filters"] = filters.to_dict()
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    if not hits:
+        print("No passages found" + (" (no passage matches the filters)" if filters.active else ""))
+        return
     _print_hits(hits)
 
 
