@@ -94,8 +94,10 @@ def exact_truth(vectors, queries, masks, k: int = 10):
             ids = np.broadcast_to(np.arange(start, start + len(scores)), kept.shape)
             merged_scores = np.concatenate([best[number][0], kept], axis=1)
             merged_ids = np.concatenate([best[number][1], ids], axis=1)
-            top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
-            best[number] = (np.take_along_axis(merged_scores, top, 1), np.take_along_axis(merged_ids, top, 1))
+            top = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
+            top_scores, top_ids = np.take_along_axis(merged_scores, top, 1), np.take_along_axis(merged_ids, top, 1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            best[number] = (np.take_along_axis(top_scores, order, 1), np.take_along_axis(top_ids, order, 1))
     return [[row[np.isfinite(scores)].tolist() for row, scores in zip(ids, scores_)] for scores_, ids in best]
 
 
@@ -123,6 +125,9 @@ def sqlite_resolution(store, filters) -> float:
     if filters.since:
         conditions.append("a.published >= ?")
         parameters.append(filters.since.isoformat())
+    if filters.until:
+        conditions.append("a.published <= ?")
+        parameters.append(filters.until.isoformat())
     if filters.publisher:
         conditions.append("a.publisher_folded = ?")
         parameters.append(filters.publisher.casefold())
@@ -164,7 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="semindex-filters-") as scratch:
         generation = Path(scratch)
         filters, write_s = write_synthetic_metadata(generation / METADATA, args.size)
-        stored = SimpleNamespace(generation=generation, index=generation, count=args.size, vectors=index,
+        stored = SimpleNamespace(generation=generation, index=generation, count=args.size, dimension=index.d, vectors=index,
                                  manifest=SimpleNamespace(factory=factory, search_params=params))
         began = time.perf_counter()
         passage_filter = PassageFilter(stored)
