@@ -36,8 +36,11 @@ def fractional_count(faiss_params: str) -> str | None:
 
 
 EXACT_WITHIN = IVF_SCANNED_VECTORS
-"""A filter keeping at most this many passages is searched exactly, vector by vector: no more
-vectors than an unfiltered inverted-file search scans (docs/experiments/filters.md)."""
+"""A filter keeping at most this many passages of a flat index is searched exactly, vector by
+vector in place: no more vectors than an unfiltered inverted-file search scans."""
+EXACT_COPIED_WITHIN = 2048
+"""The same for other indexes, whose vectors must be copied out first: 10,070 random rows of
+a 1M-vector inverted file took 21 ms to copy (docs/experiments/filters.md)."""
 
 
 class DenseRetriever:
@@ -87,8 +90,8 @@ class DenseRetriever:
 
     def search_within(self, vector, *, k: int, selection: Selection) -> list[tuple[int, float]]:
         """The ``k`` nearest of the passages ``selection`` keeps. Up to :data:`EXACT_WITHIN`
-        of them are compared with ``vector`` one by one (exact, and no more work than an
-        unfiltered search); more are searched by FAISS with a bitmap of them, an inverted
+        of them (:data:`EXACT_COPIED_WITHIN` outside a flat index) are compared with ``vector``
+        one by one (exact, and no more work than an unfiltered search); more are searched by FAISS with a bitmap of them, an inverted
         file probing more lists (an HNSW graph a wider beam) by the square root of how much
         smaller the selection is than the index: the kept top k lie within the unfiltered
         top k / share, which a probe covers long before it has scanned as many kept vectors
@@ -96,11 +99,12 @@ class DenseRetriever:
         import faiss
 
         vectors = self._vectors()
-        if selection.count <= EXACT_WITHIN:
+        top = faiss.downcast_index(vectors)
+        flat = type(top) in (faiss.IndexFlat, faiss.IndexFlatIP)
+        if selection.count <= (EXACT_WITHIN if flat else min(EXACT_WITHIN, EXACT_COPIED_WITHIN)):
             return self._exact_within(vector, k=k, ids=selection.ids)
         bitmap = selection.bitmap
         chosen = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-        top = faiss.downcast_index(vectors)
         widen = math.sqrt(1 / max(selection.fraction, 1e-9))
         if isinstance(top, faiss.IndexIVF):
             params = faiss.SearchParametersIVF(sel=chosen, nprobe=min(top.nlist, math.ceil(top.nprobe * widen)))
