@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from indexer.metadata import METADATA, MetadataStore
 from indexer.store import ARTICLES, PASSAGES, StoredIndex
 
 VECTOR_TOLERANCE = 1e-4
@@ -36,6 +37,10 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
     for name in (PASSAGES, ARTICLES):
         if (fresh.generation / name).read_bytes() != (stored.generation / name).read_bytes():
             problems.append(f"{name} differs")
+    if not (stored.generation / METADATA).is_file():
+        problems.append(f"{METADATA} is missing (built before filters)")
+    elif MetadataStore(fresh.generation / METADATA).rows() != MetadataStore(stored.generation / METADATA).rows():
+        problems.append(f"{METADATA} differs")
     if fresh.count == stored.count and fresh.dimension == stored.dimension:
         difference = np.abs(
             fresh.vectors.reconstruct_n(0, fresh.count) - stored.vectors.reconstruct_n(0, stored.count)

@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 PIPELINE_MODULES = ("build.py", "build_model.py", "chrome.py", "chunking.py", "discover.py", "documents.py",
-                    "encoders.py", "generation.py", "keyword.py", "linking.py", "manifest.py", "passages.py", "store.py",
-                    "types.py", "wordlists.py")
+                    "encoders.py", "generation.py", "keyword.py", "linking.py", "manifest.py", "metadata.py", "passages.py",
+                    "store.py", "types.py", "wordlists.py")
 """The indexer's modules whose code decides what an index holds (hashed into the manifest)."""
 PACKAGES = ("semindex", "faiss-cpu", "sentence-transformers", "torch", "numpy", "bm25s", "PyStemmer", "PyYAML",
             "tokenizers")

@@ -119,6 +119,14 @@ class MetadataStore:
         finally:
             connection.close()
 
+    def rows(self) -> list[str]:
+        """The whole database as SQL statements (compares two builds whatever SQLite wrote them)."""
+        connection = self._connect()
+        try:
+            return list(connection.iterdump())
+        finally:
+            connection.close()
+
     def facets(self) -> dict[str, Any]:
         """What a search can be filtered by: the range of published dates, and each publisher
         and topic with the number of passages of its articles (most first)."""

@@ -36,8 +36,11 @@ def fractional_count(faiss_params: str) -> str | None:
 
 
 EXACT_WITHIN = IVF_SCANNED_VECTORS
-"""A filter keeping at most this many passages is searched exactly, vector by vector: no more
-vectors than an unfiltered inverted-file search scans (docs/experiments/filters.md)."""
+"""A filter keeping at most this many passages of a flat index is searched exactly, vector by
+vector in place: no more vectors than an unfiltered inverted-file search scans."""
+EXACT_COPIED_WITHIN = 2048
+"""The same for other indexes, whose vectors must be copied out first: 10,070 random rows of
+a 1M-vector inverted file took 21 ms to copy (docs/experiments/filters.md)."""
 
 
 class DenseRetriever:
@@ -49,6 +52,7 @@ class DenseRetriever:
         self.faiss_params = faiss_params
         self._params_set = False
         self._lock = threading.Lock()
+        self._buffers = threading.local()
 
     def search(self, vector, *, k: int, selection: Selection | None = None) -> list[tuple[int, float]]:
         """The ``k`` nearest passages to ``vector`` as (passage id, cosine); with ``selection``
@@ -86,20 +90,22 @@ class DenseRetriever:
 
     def search_within(self, vector, *, k: int, selection: Selection) -> list[tuple[int, float]]:
         """The ``k`` nearest of the passages ``selection`` keeps. Up to :data:`EXACT_WITHIN`
-        of them are compared with ``vector`` one by one (exact, and no more work than an
-        unfiltered search); more are searched by FAISS with a bitmap of them, an inverted
-        file probing as many more lists (an HNSW graph as much wider a beam) as the
-        selection is smaller than the index, so as many kept vectors are scanned as an
-        unfiltered search scans."""
+        of them (:data:`EXACT_COPIED_WITHIN` outside a flat index) are compared with ``vector``
+        one by one (exact, and no more work than an unfiltered search); more are searched by FAISS with a bitmap of them, an inverted
+        file probing more lists (an HNSW graph a wider beam) by the square root of how much
+        smaller the selection is than the index: the kept top k lie within the unfiltered
+        top k / share, which a probe covers long before it has scanned as many kept vectors
+        as an unfiltered search scans (docs/experiments/filters.md)."""
         import faiss
 
         vectors = self._vectors()
-        if selection.count <= EXACT_WITHIN:
+        top = faiss.downcast_index(vectors)
+        flat = type(top) in (faiss.IndexFlat, faiss.IndexFlatIP)
+        if selection.count <= (EXACT_WITHIN if flat else min(EXACT_WITHIN, EXACT_COPIED_WITHIN)):
             return self._exact_within(vector, k=k, ids=selection.ids)
         bitmap = selection.bitmap
         chosen = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-        top = faiss.downcast_index(vectors)
-        widen = 1 / max(selection.fraction, 1e-9)
+        widen = math.sqrt(1 / max(selection.fraction, 1e-9))
         if isinstance(top, faiss.IndexIVF):
             params = faiss.SearchParametersIVF(sel=chosen, nprobe=min(top.nlist, math.ceil(top.nprobe * widen)))
         elif isinstance(top, faiss.IndexHNSW):
@@ -116,10 +122,24 @@ class DenseRetriever:
         return found if len(found) == k else self._exact_within(vector, k=k, ids=selection.ids)
 
     def _exact_within(self, vector, *, k: int, ids) -> list[tuple[int, float]]:
-        """The ``k`` best of ``ids`` by inner product with ``vector`` (ties by id)."""
+        """The ``k`` best of ``ids`` by inner product with ``vector`` (ties by id), by FAISS's
+        single-threaded kernels: straight from a flat index's vectors, else from the vectors
+        copied into this thread's buffer (a fresh array per query costs a page fault per 4 KiB,
+        and a BLAS product may wake every core for a few thousand rows: each 10x slower on a
+        busy machine)."""
+        import faiss
         import numpy as np
 
-        scores = self._reconstruct(ids) @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        scores = np.empty(len(ids), dtype=np.float32)
+        top = faiss.downcast_index(self._vectors())
+        if type(top) in (faiss.IndexFlat, faiss.IndexFlatIP):
+            faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(query), top.get_xb(),
+                                             faiss.swig_ptr(ids), len(query), 1, len(ids))
+        else:
+            rows = self._reconstruct(ids)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(scores), faiss.swig_ptr(query), faiss.swig_ptr(rows),
+                                         len(query), len(ids))
         if k < len(ids):
             kth = np.partition(scores, len(ids) - k)[len(ids) - k]
             keep = np.flatnonzero(scores >= kth)
@@ -128,12 +148,18 @@ class DenseRetriever:
         return [(int(ids[i]), float(scores[i])) for i in order]
 
     def _reconstruct(self, ids):
-        """The stored vectors of ``ids`` (an inverted file gets its id map on first use)."""
+        """The stored vectors of ``ids``, in this thread's reused buffer (an inverted file
+        gets its id map on first use)."""
         import faiss
+        import numpy as np
 
         vectors = self._vectors()
+        buffer = getattr(self._buffers, "rows", None)
+        if buffer is None or len(buffer) < len(ids):
+            buffer = self._buffers.rows = np.empty((max(len(ids), EXACT_WITHIN), self.stored.dimension), dtype=np.float32)
+        rows = buffer[:len(ids)]
         try:
-            return vectors.reconstruct_batch(ids)
+            return vectors.reconstruct_batch(ids, rows)
         except RuntimeError:
             ivf = faiss.try_extract_index_ivf(vectors)
             if ivf is None:
@@ -142,7 +168,7 @@ class DenseRetriever:
         with self._lock:
             if ivf.direct_map.type == faiss.DirectMap.NoMap:
                 ivf.make_direct_map()
-        return vectors.reconstruct_batch(ids)
+        return vectors.reconstruct_batch(ids, rows)
 
 
 class KeywordRetriever:

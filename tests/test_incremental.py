@@ -372,10 +372,14 @@ def test_no_pickle_anywhere(small) -> None:
             [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         elif path.suffix == ".faiss":
             faiss.read_index(str(path))
+        elif path.suffix == ".sqlite":
+            from indexer.metadata import MetadataStore
+
+            assert MetadataStore(path).query("PRAGMA integrity_check") == [("ok",)]
         else:
             raise AssertionError(f"unexpected file {path}")
     assert {"vectors.faiss", "passages.jsonl", "passages.offsets.npy", "articles.json", "manifest.json",
-            "linkvectors.npy", "linkvectors.json"} <= names
+            "linkvectors.npy", "linkvectors.json", "metadata.sqlite"} <= names
     for source in [*(ROOT / "indexer").glob("*.py"), *(ROOT / "query").glob("*.py")]:
         text = source.read_text(encoding="utf-8")
         assert "import pickle" not in text and "allow_pickle=True" not in text, source
