@@ -12,7 +12,6 @@ import bisect
 import dataclasses
 import math
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from indexer import store
+from indexer import safety, store
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
 from indexer.documents import Article, ParsedFile, Segment, input_fingerprint, iso_date, parse_file
 from indexer.embedder import Embedder
@@ -91,14 +90,16 @@ class BuildReport:
     changes: dict[str, int] = field(default_factory=lambda: {"added": 0, "changed": 0, "removed": 0})
 
 
-def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
-    """Every .txt/.md file under ``corpus`` (sorted, symlink loops broken), others noted."""
+def discover(corpus: Path, *, warn: Warn, follow_links: bool = False) -> list[tuple[Path, str]]:
+    """Every .txt/.md file under ``corpus`` (sorted, symlink loops broken, links leaving it
+    skipped unless ``follow_links``), others noted."""
     if not corpus.exists():
         raise CorpusError(f"{corpus}: corpus folder not found")
     if not corpus.is_dir():
         raise CorpusError(f"{corpus}: not a folder")
     found: list[tuple[Path, str]] = []
     seen_dirs: dict[str, str] = {}  # real path -> the corpus-relative path it was first read under
+    links = safety.LinkPolicy(corpus, follow=follow_links)
     for root, dirs, files in os.walk(corpus, followlinks=True):
         real = os.path.realpath(root)
         if real in seen_dirs:
@@ -108,8 +109,8 @@ def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
             dirs.clear()
             continue
         seen_dirs[real] = Path(os.path.relpath(root, corpus)).as_posix()
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
+        dirs[:] = links.keep(root, sorted(d for d in dirs if not d.startswith(".")), warn=warn)
+        for name in links.keep(root, sorted(files), warn=warn):
             if name.startswith("."):
                 continue
             path = Path(root) / name
@@ -183,6 +184,8 @@ def exclusive_lock(path: Path, *, busy: str, wait: bool = False) -> Iterator[Non
 def build_lock(index: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``index`` for the length of a build (fails if taken). A
     folder made here is removed again when the build fails and it holds only the lock."""
+    if problem := safety.index_folder_problem(index):
+        raise IndexFormatError(problem)
     made = not index.exists()
     index.mkdir(parents=True, exist_ok=True)
     lock = index / ".lock"
@@ -258,6 +261,7 @@ def build_index(
     embedder: Embedder | None = None,
     full: bool = False,
     precision: str | None = None,
+    follow_links: bool = False,
 ) -> BuildReport:
     """Index every text file of ``corpus`` into a new generation of ``index``.
 
@@ -272,13 +276,14 @@ def build_index(
     generation's, else int8: ``BuildModel.default_precision``). Queries always embed at fp32.
     ``settings`` default to the live generation's too, else :class:`ChunkSettings`' defaults,
     and ``factory`` to the live generation's when it is not the one :func:`choose_factory`
-    picks for its size (a ``--faiss`` given before), else to that choice.
+    picks for its size (a ``--faiss`` given before), else to that choice. ``follow_links``
+    indexes files that symbolic links lead to outside ``corpus`` (see :func:`discover`).
     """
     began = time.perf_counter()
     settings = settings or live_chunking(index) or ChunkSettings()
     factory = factory or live_factory(index)
     keyword = keyword or KeywordSettings()
-    found = discover(corpus, warn=warn)
+    found = discover(corpus, warn=warn, follow_links=follow_links)
     inputs = hash_inputs(found)
     if not full:
         report = _unchanged_report(
@@ -309,8 +314,8 @@ def corpus_changes(stored: store.StoredIndex, corpus: Path | None = None) -> dic
     where = manifest.get("corpus")
     if not isinstance(recorded, dict) or (corpus is None and not isinstance(where, str)):
         return None
-    folder = corpus if corpus is not None else (stored.index / where)
-    if not folder.is_dir():
+    folder = corpus if corpus is not None else safety.recorded_corpus(stored.index, where)
+    if folder is None or not folder.is_dir():
         return None
     current = hash_inputs(discover(folder, warn=lambda message: None))
     return {
@@ -382,6 +387,7 @@ def build_from_parsed(
         scratch = index / f".building-{generation.name}-{os.getpid()}"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
+        safety.mark_generation(scratch)
         try:
             write_vectors(scratch / store.VECTORS, vectors, factory)
             try:
@@ -407,8 +413,10 @@ def build_from_parsed(
             manifest["checksums"] = store.checksums(scratch)
             store.write_json(scratch / store.MANIFEST, manifest)
             os.rename(scratch, generation)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(scratch, ignore_errors=True)
+            if problem := safety.write_failure(error, folder=scratch):
+                raise SemindexError(problem) from None
             raise
         store.publish_generation(index, generation)
         if live_name is None:  # no pointer before: keep the newest generation found (as a reader may use
@@ -528,7 +536,7 @@ def _reusable_vectors(
 def _live_name(index: Path) -> str | None:
     """The generation ``CURRENT`` names, if it names an existing generation folder."""
     try:
-        name = (index / store.POINTER).read_text(encoding="utf-8").strip()
+        name = safety.read_regular(index / store.POINTER, limit=4096).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return name if name.startswith("gen-") and "/" not in name and (index / name).is_dir() else None
@@ -553,7 +561,7 @@ def from_live_manifest(index: Path, read: Callable[[dict[str, Any]], Any]) -> An
     """``read(manifest)`` of the live manifest as it is (not verified: a damaged generation
     still says what the index was), or None when there is none or it lacks what ``read`` needs."""
     try:
-        return read(json.loads((store.live_generation(index) / store.MANIFEST).read_text(encoding="utf-8")))
+        return read(safety.json_loads(safety.read_regular(store.live_generation(index) / store.MANIFEST)))
     except (OSError, ValueError, IndexFormatError, KeyError, TypeError, AttributeError):
         return None
 
@@ -643,10 +651,10 @@ def remove_stale_generations(index: Path, *, keep: set[str]) -> None:
     """Delete every generation not in ``keep`` (older ones, and any a killed build renamed
     into place but never published) and the leftovers of killed builds (scratch folders,
     half-written pointer files). Called under the build lock."""
-    for path in sorted(p for p in index.glob("gen-*") if p.is_dir()):
+    for path in sorted(p for p in index.glob("gen-*") if safety.removable_generation(p)):
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
-    for path in index.glob(".building-*"):
+    for path in filter(safety.removable_scratch, index.glob(".building-*")):
         shutil.rmtree(path, ignore_errors=True)
     for path in index.glob(f".{store.POINTER}.*"):
         path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ Layout of an index folder::
         vectors.faiss         FAISS index over L2-normalised vectors (inner product)
         passages.jsonl        one JSON object per passage, in vector order
         passages.offsets.npy  byte offset of each line of passages.jsonl (n + 1 int64)
+        passages.digests.npy  a digest of each line of passages.jsonl (n int64)
         articles.json         article key -> citation metadata
         bm25/                 bm25s keyword index over the same passages (numpy + JSON)
         linkvectors.npy       vectors body linking embedded, kept for the next build
@@ -38,6 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from indexer import safety
 from indexer.errors import IndexFormatError
 from indexer.faiss_build import faiss_problem
 
@@ -49,6 +51,9 @@ VECTORS = "vectors.faiss"
 PASSAGES = "passages.jsonl"
 OFFSETS = "passages.offsets.npy"
 ARTICLES = "articles.json"
+DIGESTS = "passages.digests.npy"
+"""A 64-bit digest of each line of passages.jsonl (``safety.row_digest``), checked when a
+passage is read: generations too large to checksum on load still never show a changed row."""
 FULL_CHECKSUM_LIMIT = 256 << 20
 """Index files up to this total size are checksummed on every load; larger ones by size only
 (``semindex info --verify`` checks everything)."""
@@ -186,13 +191,15 @@ def write_passages(folder: Path, passages: list[dict[str, Any]]) -> None:
     """Write passages.jsonl and the offsets that let a reader seek to any passage."""
     import numpy as np
 
-    offsets = [0]
+    offsets, digests = [0], []
     with (folder / PASSAGES).open("wb") as handle:
         for passage in passages:
             line = (json.dumps(passage, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
             handle.write(line)
             offsets.append(offsets[-1] + len(line))
+            digests.append(safety.row_digest(line))
     np.save(folder / OFFSETS, np.asarray(offsets, dtype=np.int64))
+    np.save(folder / DIGESTS, np.asarray(digests, dtype=np.int64))
 
 
 def fsync_tree(folder: Path) -> None:
@@ -224,13 +231,13 @@ def live_generation(index: Path) -> Path:
     if not index.is_dir():
         raise IndexFormatError(f"{index}: no index here; build one with: semindex build CORPUS --index {index}")
     try:
-        name = pointer.read_text(encoding="utf-8").strip()
+        name = safety.read_regular(pointer, limit=4096).decode("utf-8").strip()
     except FileNotFoundError:
         raise IndexFormatError(f"{pointer}: missing, so {index} is not a semindex index; {rebuild_hint(index)}") from None
     except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or not text
         raise IndexFormatError(f"{pointer}: unreadable ({getattr(exc, 'strerror', None) or exc}); {rebuild_hint(index)}") from None
     generation = index / name
-    if not name.startswith("gen-") or "/" in name or not generation.is_dir():
+    if not name.startswith("gen-") or "/" in name or not generation.is_dir() or generation.is_symlink():
         raise IndexFormatError(f"{pointer}: points to {name!r}, which is not a generation folder; {rebuild_hint(index)}")
     return generation
 
@@ -273,10 +280,10 @@ class StoredIndex:
         generation = live_generation(index)
         path = generation / MANIFEST
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest = safety.json_loads(safety.read_regular(path).decode("utf-8"))
         except FileNotFoundError:
             raise IndexFormatError(f"{path}: missing; {rebuild_hint(index)}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise IndexFormatError(f"{path}: corrupt manifest ({exc}); {rebuild_hint(index)}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise IndexFormatError(f"{path}: not a semindex manifest; {rebuild_hint(index)}")
@@ -299,11 +306,13 @@ class StoredIndex:
         expected: dict[str, dict[str, Any]] = self.manifest["checksums"]
         for path in sorted(self.generation.rglob("*")):
             name = path.relative_to(self.generation).as_posix()
-            if name != MANIFEST and name not in expected and path.is_file():
+            if name != MANIFEST and name not in expected and not path.is_dir():
                 raise IndexFormatError(f"{path}: not listed in the manifest's checksums; {rebuild_hint(self.index)}")
         total = sum(entry["size"] for entry in expected.values())
         full = verify if verify is not None else total <= FULL_CHECKSUM_LIMIT
         for name, entry in expected.items():
+            if problem := safety.generation_file_problem(self.generation, name):
+                raise IndexFormatError(f"{self.generation / MANIFEST}: {problem}; {rebuild_hint(self.index)}")
             path = self.generation / name
             try:
                 size = path.stat().st_size
@@ -313,7 +322,7 @@ class StoredIndex:
                 raise IndexFormatError(
                     f"{path}: corrupt (size {size} bytes, manifest says {entry['size']}); {rebuild_hint(self.index)}"
                 )
-            if full and sha256_file(path) != entry["sha256"]:
+            if (full or name == DIGESTS) and sha256_file(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: corrupt (checksum differs from the manifest); {rebuild_hint(self.index)}")
         if verify:
             self.vectors, self.offsets  # each compares its count with the manifest's
@@ -340,6 +349,8 @@ class StoredIndex:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise IndexFormatError(f"{path}: corrupt FAISS index ({faiss_problem(exc)}); {rebuild_hint(self.index)}") from None
+        if problem := safety.faiss_kind_problem(self.manifest["faiss"]["factory"], index):
+            raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
         if index.ntotal != self.count:
             raise IndexFormatError(
                 f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
@@ -377,14 +388,21 @@ class StoredIndex:
         """Passage ``number`` (its vector id), read by seeking into passages.jsonl."""
         start, end = int(self.offsets[number]), int(self.offsets[number + 1])
         with (self.generation / PASSAGES).open("rb") as handle:
-            handle.seek(start)
-            line = handle.read(end - start)
+            line = safety.read_row(handle, start, end)
         try:
-            return json.loads(line)
+            passage = safety.json_loads(line) if line is not None else None
         except (json.JSONDecodeError, UnicodeDecodeError):
+            passage = None
+        if problem := safety.row_problem(line, passage, number=number, count=self.count, digests=self.digests):
             raise IndexFormatError(
-                f"{self.generation / PASSAGES}: corrupt at passage {number}; {rebuild_hint(self.index)}"
-            ) from None
+                f"{self.generation / PASSAGES}: corrupt at passage {number} ({problem}); {rebuild_hint(self.index)}"
+            )
+        return passage
+
+    @cached_property
+    def digests(self):
+        """Each passage line's digest (None for generations written before they were kept)."""
+        return safety.load_digests(self.generation / DIGESTS, count=self.count)
 
     def passages(self) -> list[dict[str, Any]]:
         """All passages in vector order (for evaluation and checks, not the query path)."""
@@ -395,6 +413,9 @@ class StoredIndex:
     def articles(self) -> dict[str, dict[str, Any]]:
         path = self.generation / ARTICLES
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            articles = safety.json_loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+        if problem := safety.articles_problem(articles):
+            raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
+        return articles

@@ -38,7 +38,8 @@ class Precision(str, enum.Enum):
 
 
 IndexOption = Annotated[
-    Optional[Path], typer.Option("--index", help="Index folder (default: $SEMINDEX_INDEX, ./index, or the bundled index).")
+    Optional[Path], typer.Option("--index", help="Index folder (default: $SEMINDEX_INDEX, ./index, or the bundled index).",
+                                 callback=lambda value: _utf8_path(value))
 ]
 ModeOption = Annotated[str, typer.Option("--mode", help="hybrid (default), dense or keyword.", callback=lambda v: _check_mode(v))]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
@@ -55,6 +56,15 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
+def _utf8_path(path: Path | None) -> Path | None:
+    """A path given on the command line, refused in one line when it is not valid UTF-8."""
+    from indexer.safety import path_problem
+
+    if path is not None and (problem := path_problem(path)):
+        raise typer.BadParameter(problem)
+    return path
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -66,19 +76,22 @@ def _console(stderr: bool = False):
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
+    from query.display import one_line
+
+    print(f"warning: {one_line(message)}", file=sys.stderr)
 
 
 @app.command()
 def build(
-    corpus: Annotated[Path, typer.Argument(help="Folder of .txt/.md articles.")] = Path("corpus"),
-    index: Annotated[Path, typer.Option("--index", help="Index folder to create or replace.")] = Path("index"),
+    corpus: Annotated[Path, typer.Argument(help="Folder of .txt/.md articles.", callback=_utf8_path)] = Path("corpus"),
+    index: Annotated[Path, typer.Option("--index", help="Index folder to create or replace.", callback=_utf8_path)] = Path("index"),
     model: Annotated[Optional[str], typer.Option("--model", help="sentence-transformers model name or folder.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=8, help="Passage size in model tokens (at least 8).")] = None,
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster; checked to keep mean cosine >= 0.98 to fp32, else a default build embeds at fp32). Default: INDEX's current precision, else int8.")] = None,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Index files that symbolic links lead to outside CORPUS (default: skip them, with a note).")] = False,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index, live_chunking, live_factory, live_precision
@@ -96,7 +109,8 @@ def build(
         with tempfile.TemporaryDirectory(prefix=f"semindex-check-{os.getpid()}-") as scratch:
             fresh = Path(scratch) / "index"
             build_index(corpus=corpus, index=fresh, model=model, settings=settings or live_chunking(index),
-                        factory=faiss_factory or live_factory(index), warn=_warn, precision=chosen or live_precision(index))
+                        factory=faiss_factory or live_factory(index), warn=_warn, precision=chosen or live_precision(index),
+                        follow_links=follow_links)
             problems = compare_indexes(expected=fresh, actual=index)
         if problems:
             for problem in problems:
@@ -109,10 +123,13 @@ def build(
         return
     report = build_index(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
-        full=full, precision=chosen,
+        full=full, precision=chosen, follow_links=follow_links,
     )
     from rich.text import Text
 
+    from query.display import sanitized
+
+    report, corpus = sanitized((report, corpus))
     console = _console()
     if report.unchanged:
         console.print(f"{report.index}/{report.generation} is up to date with {corpus} ({report.passages} passages); nothing to do")
@@ -179,6 +196,8 @@ def ask(
         return
     from rich.text import Text
 
+    from query.display import sanitized
+
     console = _console()
     if answer.answer is None:
         console.print(Text.assemble(("No confident answer", "bold"),
@@ -187,10 +206,11 @@ def ask(
         hit = answer.hits[answer.answer_hit - 1]
         start = answer.answer_chars[0] - hit.citation.chars[0]
         end = answer.answer_chars[1] - hit.citation.chars[0]
-        console.print(Text.assemble(("Answer: ", "bold"), (answer.answer, "bold green")))
+        pieces = sanitized((answer.answer, hit.text[:start], hit.text[start:end], hit.text[end:], hit))
+        console.print(Text.assemble(("Answer: ", "bold"), (pieces[0], "bold green")))
         if hit.text.strip() != answer.answer.strip():
-            console.print(Text.assemble(hit.text[:start], (hit.text[start:end], "bold reverse green"), hit.text[end:]))
-        console.print(f"  — {_cite(hit.citation)}  (confidence {answer.confidence:.2f})")
+            console.print(Text.assemble(pieces[1], (pieces[2], "bold reverse green"), pieces[3]))
+        console.print(f"  — {_cite(pieces[4].citation)}  (confidence {answer.confidence:.2f})")
         console.print()
     _print_hits(answer.hits)
 
@@ -204,6 +224,9 @@ def _cite(citation) -> str:
 def _print_hits(hits) -> None:
     from rich.table import Table
 
+    from query.display import sanitized
+
+    hits = sanitized(hits)
     table = Table(show_lines=True, expand=True)
     table.add_column("#", justify="right", width=2)
     table.add_column("score", justify="right", width=6)
@@ -240,9 +263,12 @@ def info(
     from rich.table import Table
     from rich.text import Text
 
+    from query.display import sanitized
+
+    manifest, generation = sanitized((manifest, stored.generation))
     console = _console()
     model = manifest["model"]
-    console.print(Text.assemble((str(stored.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
+    console.print(Text.assemble((str(generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
     precision = model.get("precision", "fp32")
     if precision != "fp32":
         precision += f" (recipe {model.get('int8_recipe', 1)}, {model.get('int8_fp32_matmuls', 0)} MatMuls at fp32)"
@@ -302,7 +328,9 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{target}" + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
+    from query.display import for_people
+
+    table = Table(title=for_people(str(target)) + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
     columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
                "latency_mean_ms", "latency_p95_ms"]
     for column in columns:
@@ -328,6 +356,7 @@ def _usage_error_line(error: Exception, *, args: list[str]) -> str:
 def main() -> None:
     """Entry point: run the app, turning known errors and usage errors into one line and exit code 2."""
     from indexer.errors import SemindexError
+    from query.display import one_line
 
     # recent typer raises the errors of its own copy of click (typer._click), older typer those
     # of click: either way, a base of typer.BadParameter
@@ -340,17 +369,17 @@ def main() -> None:
         if type(error).__name__ == "NoArgsIsHelpError":  # plain `semindex`: the help, as click shows it
             error.show()
         else:
-            print(_usage_error_line(error, args=sys.argv[1:]), file=sys.stderr)
+            print(one_line(_usage_error_line(error, args=sys.argv[1:])), file=sys.stderr)
         sys.exit(error.exit_code)
     except typer.Abort:  # end of input at a prompt
         print("error: aborted", file=sys.stderr)
         sys.exit(1)
     except SemindexError as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # the disk is full, a path is a file where a folder must be, ...
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        print(one_line(f"error: {where}{error.strerror or error}"), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -109,12 +109,15 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     """
     import yaml
 
+    from indexer import safety
     from indexer.documents import yaml_problem
     from query.answer import answer_from_hits
     from query.searcher import open_searcher
 
     try:
-        questions = yaml.safe_load(path.read_text(encoding="utf-8"))
+        questions = safety.bounded_yaml(path.read_text(encoding="utf-8"))[0]
+    except safety.YamlLimitError as exc:
+        raise SemindexError(f"{path}: invalid YAML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SemindexError(f"{path}: cannot read gold questions ({exc})") from None
     except yaml.YAMLError as exc:

@@ -10,12 +10,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from indexer import safety
 from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
 from indexer.errors import IndexFormatError, QueryError, SemindexError, unencodable
 from indexer.faiss_build import faiss_problem
 from indexer.incremental import no_onnx
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.store import StoredIndex, live_generation, rebuild_hint
+from query.display import visible
 from query.fusion import with_true_zeros, zscore_fusion
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP, clauses, mix_clause_scores
 from query.results import Citation, Hit
@@ -97,7 +99,7 @@ def check_query(question: str, *, k: int, mode: str) -> None:
     an unknown mode."""
     if not isinstance(question, str):
         raise QueryError(f"the question must be a string, not {type(question).__name__}")
-    if not question.strip():
+    if not visible(question):
         raise QueryError("the question is empty")
     if (bad := unencodable(question)) is not None:
         raise QueryError(f"the question is not valid Unicode: {bad}")
@@ -229,6 +231,8 @@ class Searcher:
         except RuntimeError as exc:  # a parameter FAISS accepts but cannot search with (nprobe=0)
             params = self.faiss_params or self.stored.manifest["faiss"].get("search_params")
             raise SemindexError(f"FAISS search parameters {params!r}: {faiss_problem(exc)}") from None
+        if problem := safety.vector_problem(scores=scores, rows=safety.stored_rows(vectors, ids[0])):
+            raise IndexFormatError(f"{self.stored.generation / 'vectors.faiss'}: corrupt ({problem}); {rebuild_hint(self.stored.index)}")
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     @cached_property
@@ -255,7 +259,7 @@ class Searcher:
     @cached_property
     def keyword(self) -> KeywordIndex:
         settings = KeywordSettings.from_dict(self.stored.manifest["keyword"])
-        return KeywordIndex(self.stored.generation / KEYWORD_DIR, settings)
+        return KeywordIndex(self.stored.generation / KEYWORD_DIR, settings, rows=self.stored.count)
 
     def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int | None = None,
              rescore: bool = True) -> list[tuple[int, float]]:
@@ -321,7 +325,7 @@ class Searcher:
         folder = self.stored.generation / ARTICLE_KEYWORD_DIR
         if not folder.is_dir():
             return None
-        return KeywordIndex(folder, KeywordSettings.from_dict(self.stored.manifest["keyword"]))
+        return KeywordIndex(folder, KeywordSettings.from_dict(self.stored.manifest["keyword"]), rows=len(self.stored.articles))
 
     def rank_articles(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = 400,
                       rescore: bool = True) -> list[tuple[str, float]]:
