@@ -651,7 +651,7 @@ def remove_stale_generations(index: Path, *, keep: set[str]) -> None:
     """Delete every generation not in ``keep`` (older ones, and any a killed build renamed
     into place but never published) and the leftovers of killed builds (scratch folders,
     half-written pointer files). Called under the build lock."""
-    for path in sorted(p for p in index.glob("gen-*") if safety.removable_generation(p)):
+    for path in sorted(p for p in index.glob("gen-*") if safety.is_generation(p)):
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
     for path in filter(safety.removable_scratch, index.glob(".building-*")):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from indexer import safety
+from indexer import integrity, safety
 from indexer.errors import CorpusError, IndexFormatError
 
 KEYWORD_DIR = "bm25"
@@ -93,7 +93,7 @@ class KeywordIndex:
     def _tokenizer(self) -> tuple[re.Pattern, frozenset[str], str | None]:
         path = self.folder / TOKENIZER_FILE
         try:
-            return safety.keyword_tokenizer(safety.json_loads(path.read_text(encoding="utf-8")))
+            return integrity.keyword_tokenizer(safety.json_loads(path.read_text(encoding="utf-8")))
         except (ValueError, OSError) as error:
             raise IndexFormatError(f"{path}: corrupt ({error})") from None
 
@@ -109,17 +109,15 @@ class KeywordIndex:
     def _checked(self):
         """(vocabulary, (data, indices, indptr, num_docs)) as stored, checked once: a tampered
         matrix must fail in one line, not index past an array or allocate 10^12 scores."""
-        import numpy as np
-
         try:
             vocabulary = safety.json_loads((self.folder / "vocab.index.json").read_text(encoding="utf-8"))
-            arrays = {name: np.load(self.folder / f"{name}.csc.index.npy", mmap_mode="r", allow_pickle=False)
-                      for name in ("data", "indices", "indptr")}
+            arrays = {name: integrity.load_array(self.folder / f"{name}.csc.index.npy", kind=kind)
+                      for name, kind in (("data", "f"), ("indices", "i"), ("indptr", "i"))}
             params = safety.json_loads((self.folder / "params.index.json").read_text(encoding="utf-8"))
         except (ValueError, OSError) as error:
             raise IndexFormatError(f"{self.folder}: corrupt keyword index ({error})") from None
         size = params.get("num_docs") if isinstance(params, dict) else None
-        if problem := safety.keyword_problem(num_docs=size, expected=self.rows, vocabulary=vocabulary, **arrays):
+        if problem := integrity.keyword_problem(num_docs=size, expected=self.rows, vocabulary=vocabulary, **arrays):
             raise IndexFormatError(f"{self.folder}: corrupt keyword index ({problem})")
         return vocabulary, (arrays["data"], arrays["indices"], arrays["indptr"], int(size))
 

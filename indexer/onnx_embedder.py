@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from indexer import safety
+from indexer import integrity, safety
 from indexer.onnx_export import CONFIG_FILE
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class OnnxEmbedder:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         try:
-            self.config = safety.onnx_config(safety.json_loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8")))
+            self.config = integrity.onnx_config(safety.json_loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8")))
         except (ValueError, OSError) as error:
             raise self._broken(error) from None
 

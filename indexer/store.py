@@ -39,7 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from indexer import safety
+from indexer import integrity, safety
 from indexer.errors import IndexFormatError
 from indexer.faiss_build import faiss_problem
 
@@ -197,7 +197,7 @@ def write_passages(folder: Path, passages: list[dict[str, Any]]) -> None:
             line = (json.dumps(passage, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
             handle.write(line)
             offsets.append(offsets[-1] + len(line))
-            digests.append(safety.row_digest(line))
+            digests.append(integrity.row_digest(line))
     np.save(folder / OFFSETS, np.asarray(offsets, dtype=np.int64))
     np.save(folder / DIGESTS, np.asarray(digests, dtype=np.int64))
 
@@ -349,7 +349,7 @@ class StoredIndex:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise IndexFormatError(f"{path}: corrupt FAISS index ({faiss_problem(exc)}); {rebuild_hint(self.index)}") from None
-        if problem := safety.faiss_kind_problem(self.manifest["faiss"]["factory"], index):
+        if problem := integrity.faiss_kind_problem(self.manifest["faiss"]["factory"], index):
             raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
         if index.ntotal != self.count:
             raise IndexFormatError(
@@ -371,11 +371,9 @@ class StoredIndex:
 
     @cached_property
     def offsets(self):
-        import numpy as np
-
         path = self.generation / OFFSETS
         try:
-            offsets = np.load(path, mmap_mode="r", allow_pickle=False)
+            offsets = integrity.load_array(path, kind="i")
         except (ValueError, OSError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
         if len(offsets) != self.count + 1:
@@ -388,12 +386,12 @@ class StoredIndex:
         """Passage ``number`` (its vector id), read by seeking into passages.jsonl."""
         start, end = int(self.offsets[number]), int(self.offsets[number + 1])
         with (self.generation / PASSAGES).open("rb") as handle:
-            line = safety.read_row(handle, start, end)
+            line = integrity.read_row(handle, start, end)
         try:
             passage = safety.json_loads(line) if line is not None else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             passage = None
-        if problem := safety.row_problem(line, passage, number=number, count=self.count, digests=self.digests):
+        if problem := integrity.row_problem(line, passage, number=number, count=self.count, digests=self.digests):
             raise IndexFormatError(
                 f"{self.generation / PASSAGES}: corrupt at passage {number} ({problem}); {rebuild_hint(self.index)}"
             )
@@ -402,7 +400,7 @@ class StoredIndex:
     @cached_property
     def digests(self):
         """Each passage line's digest (None for generations written before they were kept)."""
-        return safety.load_digests(self.generation / DIGESTS, count=self.count)
+        return integrity.load_digests(self.generation / DIGESTS, count=self.count)
 
     def passages(self) -> list[dict[str, Any]]:
         """All passages in vector order (for evaluation and checks, not the query path)."""
@@ -416,6 +414,6 @@ class StoredIndex:
             articles = safety.json_loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
-        if problem := safety.articles_problem(articles):
+        if problem := integrity.articles_problem(articles):
             raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
         return articles

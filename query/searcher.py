@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from indexer import safety
+from indexer import integrity
 from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
 from indexer.errors import IndexFormatError, QueryError, SemindexError, unencodable
 from indexer.faiss_build import faiss_problem
@@ -231,7 +231,7 @@ class Searcher:
         except RuntimeError as exc:  # a parameter FAISS accepts but cannot search with (nprobe=0)
             params = self.faiss_params or self.stored.manifest["faiss"].get("search_params")
             raise SemindexError(f"FAISS search parameters {params!r}: {faiss_problem(exc)}") from None
-        if problem := safety.vector_problem(scores=scores, rows=safety.stored_rows(vectors, ids[0])):
+        if problem := integrity.hits_problem(vectors, scores[0], ids[0]):
             raise IndexFormatError(f"{self.stored.generation / 'vectors.faiss'}: corrupt ({problem}); {rebuild_hint(self.stored.index)}")
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
