@@ -34,7 +34,10 @@ def for_people(text: str, *, keep_lines: bool = True) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (bytes of a name that are not UTF-8) cannot be printed
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")  # the bytes, as \xff
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = _CONTROL.sub(_escape, text)
     return text if keep_lines else _LINE_BREAKS.sub(_escape, text)
 
