@@ -125,7 +125,9 @@ def passage_problem(passage: Any, *, count: int) -> str | None:
     return None
 
 
-def keyword_problem(*, num_docs: Any, expected: int | None, indices: Any, indptr: Any, vocabulary: Any, data: Any) -> str | None:
+def keyword_problem(
+    *, num_docs: Any, expected: int | None, indices: Any, indptr: Any, vocabulary: Any, data: Any
+) -> str | None:
     """Why a stored BM25 matrix cannot be scored against ``expected`` rows (a count that is
     not the index's, row ids past the end, term pointers out of order), or None. Linear in
     the matrix; run once per generation opened."""

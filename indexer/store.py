@@ -52,7 +52,7 @@ PASSAGES = "passages.jsonl"
 OFFSETS = "passages.offsets.npy"
 ARTICLES = "articles.json"
 DIGESTS = "passages.digests.npy"
-"""A 64-bit digest of each line of passages.jsonl (``safety.row_digest``), checked when a
+"""A 64-bit digest of each line of passages.jsonl (``integrity.row_digest``), checked when a
 passage is read: generations too large to checksum on load still never show a changed row."""
 FULL_CHECKSUM_LIMIT = 256 << 20
 """Index files up to this total size are checksummed on every load; larger ones by size only

@@ -232,7 +232,8 @@ class Searcher:
             params = self.faiss_params or self.stored.manifest["faiss"].get("search_params")
             raise SemindexError(f"FAISS search parameters {params!r}: {faiss_problem(exc)}") from None
         if problem := integrity.hits_problem(vectors, scores[0], ids[0]):
-            raise IndexFormatError(f"{self.stored.generation / 'vectors.faiss'}: corrupt ({problem}); {rebuild_hint(self.stored.index)}")
+            raise IndexFormatError(f"{self.stored.generation / 'vectors.faiss'}: corrupt ({problem}); "
+                                   f"{rebuild_hint(self.stored.index)}")
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     @cached_property

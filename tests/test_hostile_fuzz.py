@@ -122,7 +122,7 @@ def _quotes_its_files(result: Result, corpus: Path) -> None:
             assert text[start:end] == hit["text"], (citation, hit["text"])
 
 
-@settings(max_examples=20, suppress_health_check=list(HealthCheck), phases=NO_SHRINKING)
+@settings(max_examples=12, suppress_health_check=list(HealthCheck), phases=NO_SHRINKING)
 @given(data=st.data())
 def test_a_tampered_index_file_is_one_line_or_correct_results(fuzz_index, tmp_path_factory, data) -> None:
     corpus, index, files = fuzz_index
