@@ -30,7 +30,7 @@ JSON_NESTING = "nested too deeply"
 GENERATION = re.compile(r"gen-\d+")
 SCRATCH = re.compile(r"\.building-gen-\d+-\d+")
 POINTER_TEMP = re.compile(r"\.CURRENT\.\d+")
-GENERATION_MARK = "semindex-generation"
+GENERATION_MARK = "semindex-generation.json"
 """A file every build writes first into its new generation: the mark that a ``gen-*``
 folder is one an index made, and so one a later build may delete."""
 MANIFEST_HEAD = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"semindex-index"')
@@ -229,7 +229,7 @@ def recorded_corpus(index: Path, where: Any) -> Path | None:
 
 def mark_generation(folder: Path) -> None:
     """Mark a folder a build just made as a generation of its index (see :func:`is_generation`)."""
-    (folder / GENERATION_MARK).write_text("written by semindex build; the index may delete this folder\n",
+    (folder / GENERATION_MARK).write_text('{"written_by": "semindex build", "a build may delete this folder": true}\n',
                                           encoding="utf-8")
 
 
