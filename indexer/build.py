@@ -374,7 +374,7 @@ def build_from_parsed(
         for passage, embedded in zip(passages, texts):
             if embedded != passage["text"]:
                 passage["embedded"] = embedded
-        mark_copies(passages, texts)
+        copy_groups = mark_copies(passages, texts)
         vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model_view, missing, progress=progress))
         embedded_count, reused_count = encoder.last_missing, encoder.last_reused
         for message in model_view.warnings:
@@ -396,6 +396,7 @@ def build_from_parsed(
             except CorpusError as error:
                 raise CorpusError(f"{corpus or index}: {error}") from None
             store.write_passages(scratch, passages)
+            store.write_json(scratch / store.COPIES, copy_groups)
             store.write_json(scratch / store.ARTICLES, kept_articles)
             encoder.write_link_vectors(scratch)
             manifest = make_manifest(
@@ -810,16 +811,19 @@ def make_passages(
     return ordered
 
 
-def mark_copies(passages: list[dict[str, Any]], texts: list[str]) -> None:
-    """Give each passage embedded from the same text as others (an article syndicated by two
-    outlets, a file copied into two folders) their ids as ``copies``, so a search shows the
-    text once and cites every place it appears."""
+def mark_copies(passages: list[dict[str, Any]], texts: list[str]) -> list[list[int]]:
+    """The groups of passages embedded from one text (an article syndicated by two outlets,
+    a file copied into two folders), each passage of a group given its number as
+    ``copy_group``, so a search shows the text once and cites every place it appears. One
+    list per text, not one per passage: 8,000 copies of a page cost 8,000 ids, not 64 million."""
     ids_by_text: dict[str, list[int]] = {}
     for passage, text in zip(passages, texts):
         ids_by_text.setdefault(text, []).append(passage["id"])
-    for ids in ids_by_text.values():
-        for pid in ids if len(ids) > 1 else ():
-            passages[pid]["copies"] = [other for other in ids if other != pid]
+    groups = [ids for ids in ids_by_text.values() if len(ids) > 1]
+    for number, ids in enumerate(groups):
+        for pid in ids:
+            passages[pid]["copy_group"] = number
+    return groups
 
 
 def _segment_groups(segments: list[Segment]) -> Iterator[list[Segment]]:

@@ -76,7 +76,7 @@ def load_digests(path: Path, *, count: int):
     return digests
 
 
-def row_problem(line: bytes | None, passage: Any, *, number: int, count: int, digests: Any) -> str | None:
+def row_problem(line: bytes | None, passage: Any, *, number: int, digests: Any) -> str | None:
     """Why stored passage ``number`` (its bytes ``line`` and their JSON ``passage``) must
     not be shown, or None."""
     if line is None:
@@ -87,7 +87,7 @@ def row_problem(line: bytes | None, passage: Any, *, number: int, count: int, di
         return "not JSON"
     if isinstance(passage, dict) and passage.get("id", number) != number:
         return f"it says it is passage {brief(passage.get('id'))}"
-    return passage_problem(passage, count=count)
+    return passage_problem(passage)
 
 
 def articles_problem(articles: Any) -> str | None:
@@ -102,9 +102,9 @@ def _span(value: Any) -> bool:
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value) and value[0] <= value[1])
 
 
-def passage_problem(passage: Any, *, count: int) -> str | None:
+def passage_problem(passage: Any) -> str | None:
     """Why a stored passage cannot be shown (a field missing or of another kind, a span
-    that is no span, a copy id past the end), or None."""
+    that is no span, a copy group that is no number), or None."""
     if not isinstance(passage, dict):
         return "not an object"
     for key in ("text", "kind", "article"):
@@ -118,10 +118,26 @@ def passage_problem(passage: Any, *, count: int) -> str | None:
             return "a source has no file"
         if not _span(source.get("chars")) or not _span(source.get("lines")):
             return "a source's chars or lines are not a span"
-    copies = passage.get("copies", [])
-    if not isinstance(copies, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < count
-                                                for c in copies):
-        return "field 'copies' names passages that do not exist"
+    group = passage.get("copy_group", 0)
+    if not isinstance(group, int) or isinstance(group, bool) or group < 0:
+        return "field 'copy_group' is not a group number"
+    return None
+
+
+def groups_problem(groups: Any, *, count: int) -> str | None:
+    """Why stored copy groups are not lists of passage ids below ``count``, or None (linear;
+    once per generation opened)."""
+    if not isinstance(groups, list) or not all(
+            isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < count for i in ids)
+            for ids in groups):
+        return "not lists of passage ids"
+    return None
+
+
+def group_problem(groups: list[list[int]], group: int, passage: int) -> str | None:
+    """Why passage ``passage`` cannot be in copy group ``group``, or None."""
+    if group >= len(groups) or passage not in groups[group]:
+        return f"passage {passage} names copy group {group}, which does not hold it"
     return None
 
 

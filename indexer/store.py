@@ -10,6 +10,7 @@ Layout of an index folder::
         passages.jsonl        one JSON object per passage, in vector order
         passages.offsets.npy  byte offset of each line of passages.jsonl (n + 1 int64)
         passages.digests.npy  a digest of each line of passages.jsonl (n int64)
+        copies.json           groups of passages embedded from the same text (lists of ids)
         articles.json         article key -> citation metadata
         bm25/                 bm25s keyword index over the same passages (numpy + JSON)
         linkvectors.npy       vectors body linking embedded, kept for the next build
@@ -44,13 +45,17 @@ from indexer.errors import IndexFormatError
 from indexer.faiss_build import faiss_problem
 
 FORMAT = "semindex-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: copies of a text are one group in copies.json (1 listed every copy in every passage)."""
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 PASSAGES = "passages.jsonl"
 OFFSETS = "passages.offsets.npy"
 ARTICLES = "articles.json"
+COPIES = "copies.json"
+"""Groups of passages embedded from one text, each a list of passage ids; a passage of a
+group names it by number as ``copy_group``."""
 DIGESTS = "passages.digests.npy"
 """A 64-bit digest of each line of passages.jsonl (``integrity.row_digest``), checked when a
 passage is read: generations too large to checksum on load still never show a changed row."""
@@ -391,11 +396,31 @@ class StoredIndex:
             passage = safety.json_loads(line) if line is not None else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             passage = None
-        if problem := integrity.row_problem(line, passage, number=number, count=self.count, digests=self.digests):
+        if problem := integrity.row_problem(line, passage, number=number, digests=self.digests):
             raise IndexFormatError(
                 f"{self.generation / PASSAGES}: corrupt at passage {number} ({problem}); {rebuild_hint(self.index)}"
             )
         return passage
+
+    def copies(self, passage: dict[str, Any]) -> list[int]:
+        """The other passages embedded from the same text as ``passage`` (none when unique)."""
+        group = passage.get("copy_group")
+        if group is None:
+            return []
+        if problem := integrity.group_problem(self.copy_groups, group, passage["id"]):
+            raise IndexFormatError(f"{self.generation / COPIES}: corrupt ({problem}); {rebuild_hint(self.index)}")
+        return [other for other in self.copy_groups[group] if other != passage["id"]]
+
+    @cached_property
+    def copy_groups(self) -> list[list[int]]:
+        path = self.generation / COPIES
+        try:
+            groups = safety.json_loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+        if problem := integrity.groups_problem(groups, count=self.count):
+            raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
+        return groups
 
     @cached_property
     def digests(self):

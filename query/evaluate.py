@@ -151,7 +151,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
             if any(a in p["text"].lower() for a in answers) and sources & {s["file"] for s in p["sources"]}
         }
         for pid in list(relevant):  # a copy of a relevant text is shown as the same hit (also_in)
-            relevant.update((str(copy), 1) for copy in by_id[pid].get("copies", []))
+            relevant.update((str(copy), 1) for copy in searcher.stored.copies(by_id[pid]))
         if not relevant:
             unknown = sorted(sources - indexed_files)
             why = (f"source(s) {', '.join(map(repr, unknown))} not in the index" if unknown

@@ -379,10 +379,10 @@ class Searcher:
         return cache[passage_id]
 
     def hit(self, rank: int, passage_id: int, score: float, passage: dict[str, Any]) -> Hit:
-        """A ranked passage (``passage``, as stored) with its citations; its ``copies``
+        """A ranked passage (``passage``, as stored) with its citations; its copies
         (passages embedded from the same text elsewhere) add theirs to ``also_in``."""
         citations = self._citations(passage)
-        for copy in passage.get("copies", []):
+        for copy in self.stored.copies(passage):
             citations += self._citations(self.stored.passage(copy))
         return Hit(
             rank=rank, score=score, text=passage["text"], citation=citations[0], passage_id=passage_id,
@@ -395,7 +395,7 @@ class Searcher:
 
     def hits(self, ranked: Sequence[tuple[int, float]], *, k: int) -> list[Hit]:
         """The first ``k`` distinct passages of ``ranked`` as hits. A passage embedded from the
-        same text as a better one (its stored ``copies``: an article syndicated by two outlets,
+        same text as a better one (its stored copies: an article syndicated by two outlets,
         a file copied into two folders) is not a hit of its own; every copy's citations are in
         that hit's ``also_in``, wherever the copies rank."""
         hits: list[Hit] = []
@@ -406,7 +406,7 @@ class Searcher:
             if pid in shown:
                 continue
             passage = self.stored.passage(pid)
-            shown.update(passage.get("copies", []))
+            shown.update(self.stored.copies(passage))
             hits.append(self.hit(len(hits) + 1, pid, score, passage))
         return hits
 

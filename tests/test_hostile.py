@@ -185,7 +185,27 @@ def test_case1_an_index_with_a_foreign_folder_is_not_rebuilt(hostile, tmp_path: 
     assert snapshot(copy) == before
 
 
-# --- 2, 3, 6. YAML that expands or nests without bound ------------------------------------
+# --- 2, 3, 6. copies, and YAML that expands or nests without bound ------------------------
+
+COPIES = 1000
+
+
+def test_case2_copies_of_one_text_cost_linear_space(tmp_path: Path) -> None:
+    """1,000 copies of a "Page not found" page: each passage row stays short (one group per
+    text, not every copy's id in every copy), and a search shows the text once citing all."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text(GOOD, encoding="utf-8")
+    for number in range(COPIES):
+        (corpus / f"missing{number:04d}.txt").write_text(
+            "Page not found\n\nThe page you asked for has moved or no longer exists on this site.\n", encoding="utf-8")
+    index = tmp_path / "index"
+    run("build", corpus, "--index", index).ok()
+    lines = (live(index) / "passages.jsonl").read_bytes().splitlines()
+    assert max(map(len, lines)) < 1000
+    [hit] = json.loads(run("search", "page has moved or no longer exists", "--index", index, "--json", "-k", "1")
+                       .ok().out)["hits"]
+    assert len({hit["citation"]["file"], *(c["file"] for c in hit["also_in"])}) == COPIES
 
 
 def test_case2_thousands_of_aliases_of_one_entry_are_refused(hostile) -> None:
@@ -474,7 +494,7 @@ def _hnsw(generation: Path) -> None:
 
 TAMPERED_FILES = {
     "missing sources": _passage_field(lambda p: p.pop("sources")),
-    "copies past the end": _passage_field(lambda p: p.__setitem__("copies", [10**9])),
+    "copy group past the end": _passage_field(lambda p: p.__setitem__("copy_group", 10**9)),
     "reversed span": _passage_field(lambda p: p["sources"][0].__setitem__("chars", [9, 2])),
     "articles as a list": _articles_list,
     "bm25 rows past the end": _bm25(lambda params: params.__setitem__("num_docs", 10**12)),

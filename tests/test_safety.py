@@ -109,14 +109,21 @@ def test_recorded_corpus_refuses_absolute_and_pseudo_filesystems(tmp_path: Path)
 
 def test_a_passage_row_is_checked_field_by_field() -> None:
     good = {"id": 0, "text": "t", "kind": "body", "article": "a",
-            "sources": [{"file": "f", "chars": [0, 1], "lines": [1, 1]}], "copies": [1]}
+            "sources": [{"file": "f", "chars": [0, 1], "lines": [1, 1]}], "copy_group": 0}
     line = b'{"id":0}\n'
-    assert integrity.row_problem(line, good, number=0, count=2, digests=None) is None
-    assert "differ" in integrity.row_problem(line, good, number=0, count=2, digests=[integrity.row_digest(b"x")])
-    assert "copies" in integrity.passage_problem({**good, "copies": [2]}, count=2)
-    assert "span" in integrity.passage_problem({**good, "sources": [{"file": "f", "chars": [3, 1], "lines": [1, 1]}]},
-                                               count=2)
-    assert "passage 5" in integrity.row_problem(line, {**good, "id": 5}, number=0, count=2, digests=None)
+    assert integrity.row_problem(line, good, number=0, digests=None) is None
+    assert "differ" in integrity.row_problem(line, good, number=0, digests=[integrity.row_digest(b"x")])
+    assert "copy_group" in integrity.passage_problem({**good, "copy_group": "x"})
+    assert "span" in integrity.passage_problem({**good, "sources": [{"file": "f", "chars": [3, 1], "lines": [1, 1]}]})
+    assert "passage 5" in integrity.row_problem(line, {**good, "id": 5}, number=0, digests=None)
+
+
+def test_copy_groups_hold_ids_of_the_index() -> None:
+    assert integrity.groups_problem([[0, 1], [2, 3]], count=4) is None
+    assert integrity.groups_problem([[0, 4]], count=4) is not None
+    assert integrity.groups_problem({"0": [1]}, count=4) is not None
+    assert integrity.group_problem([[0, 1]], 0, 1) is None
+    assert integrity.group_problem([[0, 1]], 0, 2) is not None and integrity.group_problem([[0, 1]], 3, 0) is not None
 
 
 def test_for_people_escapes_controls_and_keeps_text() -> None:
