@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from indexer.store import ARTICLES, PASSAGES, StoredIndex
+from indexer.store import ARTICLES, COPIES, PASSAGES, StoredIndex
 
 VECTOR_TOLERANCE = 1e-4
 """Largest absolute difference allowed between two builds' vectors (BLAS and thread
@@ -33,7 +33,7 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
         problems.append(f"passages embedded at {held}, not {asked}")
     if not same_links(fresh.manifest.get("links"), stored.manifest.get("links")):
         problems.append("manifest field 'links' differs")
-    for name in (PASSAGES, ARTICLES):
+    for name in (PASSAGES, COPIES, ARTICLES):
         if (fresh.generation / name).read_bytes() != (stored.generation / name).read_bytes():
             problems.append(f"{name} differs")
     if fresh.count == stored.count and fresh.dimension == stored.dimension:

@@ -302,7 +302,9 @@ def run_server(options: ServeOptions) -> None:
 
     api = Api(LiveIndex(options.index), options=options)
     where = f"http://{options.host}:{options.port}/"
-    print(f"serving {options.index} ({api.live.generation().name}) at {where}", flush=True)
+    from query.display import one_line
+
+    print(one_line(f"serving {options.index} ({api.live.generation().name}) at {where}"), flush=True)
     uvicorn.run(api.app, host=options.host, port=options.port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=5)
 
