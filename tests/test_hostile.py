@@ -640,3 +640,17 @@ def test_case12_tampered_filter_metadata_is_one_line_or_right(copy: Path, name: 
             if args[-1] == "--json":
                 json.loads(result.out)
     assert failed
+
+
+def test_a_format_1_index_is_refused_in_one_line_and_rebuilt(hostile, copy: Path) -> None:
+    """An index written before copy groups (format 1: no generation mark, copies in every
+    passage) is refused with the rebuild command; a build replaces it (its generation is
+    recognised as one semindex made by its manifest)."""
+    generation = live(copy)
+    (generation / "semindex-generation.json").unlink()
+    reseal(generation, lambda manifest: manifest.__setitem__("format_version", 1))
+    line = run("search", "kites", "--index", copy).error_line()
+    assert "index format version 1 but this semindex reads version 2; rebuild it with: semindex build" in line
+    corpus, _, _ = hostile
+    run("build", corpus, "--index", copy, "--full", env={"SEMINDEX_MAX_FILE_MB": SIZE_LIMIT_MB}).ok()
+    run("search", "kites", "--index", copy).ok()
