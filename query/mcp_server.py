@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
+from query.display import for_people, one_line
 from query.serve import MAX_K, MAX_QUESTION_CHARS
 
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ def answer_text(data: dict[str, Any]) -> str:
 def tool_result(data: dict[str, Any], text: str) -> CallToolResult:
     """A tool result with ``data`` as structured content (exact) and ``text`` for people
     (control characters escaped, as everything semindex prints for people)."""
-    from query.display import for_people
-
     return CallToolResult(content=[TextContent(type="text", text=for_people(text))], structured_content=data)
 
 
@@ -71,7 +70,6 @@ def build_mcp(generation: Callable[[], Generation]) -> MCPServer:
     from mcp.server.mcpserver.exceptions import ToolError
 
     from indexer.errors import SemindexError
-    from query.display import one_line
     from query.serve import _version
 
     server = MCPServer("semindex", version=_version(), log_level="WARNING",
