@@ -61,12 +61,12 @@ def load_array(path: Path, *, kind: str):
 
 
 def load_digests(path: Path, *, count: int):
-    """The row digests at ``path`` (None when the generation predates them), or
-    IndexFormatError when they are not ``count`` int64 values."""
+    """The row digests at ``path``, or IndexFormatError when they are missing (a manifest
+    that no longer lists them must not turn the row check off) or not ``count`` int64 values."""
     import numpy as np
 
     if not path.exists():
-        return None
+        raise IndexFormatError(f"{path}: missing")
     try:
         digests = load_array(path, kind="i")
     except (ValueError, OSError) as error:

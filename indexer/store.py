@@ -300,7 +300,10 @@ class StoredIndex:
     @cached_property
     def digests(self):
         """Each passage line's digest, checked when the line is read."""
-        return integrity.load_digests(self.generation / DIGESTS, count=self.count)
+        try:
+            return integrity.load_digests(self.generation / DIGESTS, count=self.count)
+        except IndexFormatError as error:
+            raise IndexFormatError(f"{error}; {rebuild_hint(self.index)}") from None
 
     @cached_property
     def articles(self) -> dict[str, Article]:

@@ -518,6 +518,7 @@ TAMPERED_FILES = {
     "swapped bm25 folders": _swap_bm25,
     "NaN vectors": _nan_vectors,
     "HNSW swapped in": _hnsw,
+    "row digests removed": lambda generation: (generation / "passages.digests.npy").unlink(),
 }
 TAMPERED_MANIFESTS = {
     "stemmer klingon": _set("keyword.stemmer", "klingon"),

@@ -355,6 +355,8 @@ def test_incremental_builds_in_a_fresh_process_never_import_torch(embedder, smal
 
 def test_no_pickle_anywhere(small) -> None:
     """Every file of a generation reads without pickle; no source file enables it."""
+    import sqlite3
+
     import faiss
 
     files, corpus, index = small
@@ -372,6 +374,12 @@ def test_no_pickle_anywhere(small) -> None:
             [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         elif path.suffix == ".faiss":
             faiss.read_index(str(path))
+        elif path.suffix == ".sqlite":
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            finally:
+                connection.close()
         else:
             raise AssertionError(f"unexpected file {path}")
     assert {"vectors.faiss", "passages.jsonl", "passages.offsets.npy", "articles.json", "manifest.json",
