@@ -65,6 +65,7 @@ class BuildConfig:
     progress: bool = False
     embedder: Embedder | None = None
     warn: Warn = lambda message: None
+    follow_links: bool = False
 
     def settled(self, *, keep_factory: bool = True) -> BuildConfig:
         """The config with its defaults filled in, the live generation's where it sets them
@@ -115,7 +116,7 @@ def build_index(*, corpus: Path, index: Path, **options: Any) -> BuildReport:
     """
     began = time.perf_counter()
     config = BuildConfig(corpus=corpus, index=index, **options).settled()
-    found = discover(corpus, warn=config.warn)
+    found = discover(corpus, warn=config.warn, follow_links=config.follow_links)
     inputs = hash_inputs(found)
     if not config.full and (report := _unchanged_report(config, inputs=inputs, began=began)) is not None:
         return report
@@ -157,7 +158,7 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
         passages = make_passages(parsed, articles, model, config.settings)
         factory = config.factory or choose_factory(len(passages))
         texts = [passage.embed_text for passage in passages]
-        mark_copies(passages)
+        copy_groups = mark_copies(passages)
         vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model, missing, progress=config.progress))
         embedded, reused = encoder.last_missing, encoder.last_reused
         for message in model.warnings:
@@ -174,6 +175,7 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
             except CorpusError as error:
                 raise CorpusError(f"{config.corpus or index}: {error}") from None
             store.write_passages(folder, passages)
+            store.write_json(folder / store.COPIES, copy_groups)
             store.write_json(folder / store.ARTICLES, kept_articles)
             write_metadata(folder / METADATA, passages=passages, articles={key: articles[key] for key in kept_articles})
             encoder.write_link_vectors(folder)

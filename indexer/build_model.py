@@ -51,7 +51,9 @@ def model_files_fingerprint(folder: Path) -> str:
 
 def no_onnx() -> bool:
     """Is ``SEMINDEX_NO_ONNX`` set (passages never embed with onnxruntime)?"""
-    return bool(os.environ.get("SEMINDEX_NO_ONNX"))
+    from indexer.safety import flag_setting
+
+    return flag_setting(os.environ.get("SEMINDEX_NO_ONNX"))
 
 
 def no_onnx_problem(precision: str) -> str:

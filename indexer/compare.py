@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.metadata import METADATA, MetadataStore
-from indexer.store import ARTICLES, PASSAGES, StoredIndex
+from indexer.store import ARTICLES, COPIES, PASSAGES, StoredIndex
 
 VECTOR_TOLERANCE = 1e-4
 """Largest absolute difference allowed between two builds' vectors (BLAS and thread
@@ -34,7 +34,7 @@ def compare_indexes(*, expected: Path, actual: Path) -> list[str]:
         problems.append(f"passages embedded at {held}, not {asked}")
     if not same_links(fresh.manifest.get("links"), stored.manifest.get("links")):
         problems.append("manifest field 'links' differs")
-    for name in (PASSAGES, ARTICLES):
+    for name in (PASSAGES, COPIES, ARTICLES):
         if (fresh.generation / name).read_bytes() != (stored.generation / name).read_bytes():
             problems.append(f"{name} differs")
     if not (stored.generation / METADATA).is_file():

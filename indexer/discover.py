@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from indexer import safety
 from indexer.documents import input_fingerprint
 from indexer.errors import CorpusError, unencodable
 
@@ -14,14 +15,16 @@ TEXT_SUFFIXES = (".txt", ".md")
 Warn = Callable[[str], None]
 
 
-def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
-    """Every .txt/.md file under ``corpus`` (sorted, symlink loops broken), others noted."""
+def discover(corpus: Path, *, warn: Warn, follow_links: bool = False) -> list[tuple[Path, str]]:
+    """Every .txt/.md file under ``corpus`` (sorted, symlink loops broken, links leaving it
+    skipped unless ``follow_links``), others noted."""
     if not corpus.exists():
         raise CorpusError(f"{corpus}: corpus folder not found")
     if not corpus.is_dir():
         raise CorpusError(f"{corpus}: not a folder")
     found: list[tuple[Path, str]] = []
     seen_dirs: dict[str, str] = {}  # real path -> the corpus-relative path it was first read under
+    links = safety.LinkPolicy(corpus, follow=follow_links)
     for root, dirs, files in os.walk(corpus, followlinks=True):
         real = os.path.realpath(root)
         if real in seen_dirs:
@@ -31,8 +34,8 @@ def discover(corpus: Path, *, warn: Warn) -> list[tuple[Path, str]]:
             dirs.clear()
             continue
         seen_dirs[real] = Path(os.path.relpath(root, corpus)).as_posix()
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
+        dirs[:] = links.keep(root, sorted(d for d in dirs if not d.startswith(".")), warn=warn)
+        for name in links.keep(root, sorted(files), warn=warn):
             if name.startswith("."):
                 continue
             path = Path(root) / name

@@ -23,6 +23,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from indexer import safety
 from indexer.chrome import Block, classify_blocks, split_blocks
 from indexer.errors import CorpusError, InputError
 from indexer.types import Article
@@ -76,16 +77,7 @@ mistake, and would take hours to embed on a laptop (``SEMINDEX_MAX_FILE_MB`` rai
 
 def max_file_bytes() -> int:
     """The size limit: ``SEMINDEX_MAX_FILE_MB`` (a positive number of MB) or :data:`MAX_FILE_BYTES`."""
-    setting = os.environ.get("SEMINDEX_MAX_FILE_MB")
-    if setting is None:
-        return MAX_FILE_BYTES
-    try:
-        megabytes = float(setting)
-    except ValueError:
-        megabytes = -1.0
-    if not 0 < megabytes < float("inf"):
-        raise CorpusError(f"SEMINDEX_MAX_FILE_MB={setting!r}: expected a positive number of megabytes")
-    return int(megabytes * 2**20)
+    return safety.megabytes_setting("SEMINDEX_MAX_FILE_MB", os.environ.get("SEMINDEX_MAX_FILE_MB"), default=MAX_FILE_BYTES)
 
 
 def unreadable_reason(path: Path) -> str | None:
@@ -96,8 +88,7 @@ def unreadable_reason(path: Path) -> str | None:
         return "is not a regular file (a pipe, device or socket)"
     limit = max_file_bytes()
     if info.st_size > limit:
-        return (f"is too large ({info.st_size / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB, "
-                "set SEMINDEX_MAX_FILE_MB to raise it)")
+        return f"is too large ({safety.size_comparison(info.st_size, limit)}, set SEMINDEX_MAX_FILE_MB to raise it)"
     return None
 
 
@@ -207,8 +198,7 @@ def _parse_front_matter(
     import yaml
 
     try:
-        data = yaml.safe_load(source)
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
+        data, node = safety.bounded_yaml(source)
     except yaml.YAMLError as exc:
         line, problem = yaml_problem(exc)
         where = f" at line {line + 2}" if line is not None else ""  # + the opening '---' line
@@ -282,7 +272,7 @@ def _article_from_fields(name: str, data: dict, *, field_path: str) -> Article:
         if data.get(key) is not None:
             published = iso_date(data[key])
             if published is None:
-                raise InputError(name, f"field '{field_path}{key}' is not a date: {data[key]!r}")
+                raise InputError(name, f"field '{field_path}{key}' is not a date: {safety.brief(data[key])}")
             break
     url = next((data[key] for key in URL_FIELDS if data.get(key)), None)
     return Article(

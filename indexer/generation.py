@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from indexer import store
-from indexer.errors import SemindexError
+from indexer import safety, store
+from indexer.errors import IndexFormatError, SemindexError
 
 
 @contextmanager
@@ -44,6 +44,8 @@ def exclusive_lock(path: Path, *, busy: str, wait: bool = False) -> Iterator[Non
 def build_lock(index: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``index`` for the length of a build (fails if taken). A
     folder made here is removed again when the build fails and it holds only the lock."""
+    if problem := safety.index_folder_problem(index):
+        raise IndexFormatError(problem)
     made = not index.exists()
     index.mkdir(parents=True, exist_ok=True)
     lock = index / ".lock"
@@ -62,7 +64,7 @@ def build_lock(index: Path) -> Iterator[None]:
 def live_name(index: Path) -> str | None:
     """The generation ``CURRENT`` names, if it names an existing generation folder."""
     try:
-        name = (index / store.POINTER).read_text(encoding="utf-8").strip()
+        name = safety.read_regular(index / store.POINTER, limit=4096).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return name if name.startswith("gen-") and "/" not in name and (index / name).is_dir() else None
@@ -87,10 +89,10 @@ def remove_stale_generations(index: Path, *, keep: set[str]) -> None:
     """Delete every generation not in ``keep`` (older ones, and any a killed build renamed
     into place but never published) and the leftovers of killed builds (scratch folders,
     half-written pointer files). Called under the build lock."""
-    for path in sorted(p for p in index.glob("gen-*") if p.is_dir()):
+    for path in sorted(p for p in index.glob("gen-*") if safety.is_generation(p)):
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
-    for path in index.glob(".building-*"):
+    for path in filter(safety.removable_scratch, index.glob(".building-*")):
         shutil.rmtree(path, ignore_errors=True)
     for path in index.glob(f".{store.POINTER}.*"):
         path.unlink(missing_ok=True)
@@ -105,11 +107,14 @@ def write_generation(index: Path, *, live: str | None, fill: Callable[[Path], No
     scratch = index / f".building-{generation.name}-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
+    safety.mark_generation(scratch)
     try:
         fill(scratch)
         os.rename(scratch, generation)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(scratch, ignore_errors=True)
+        if problem := safety.write_failure(error, folder=scratch):
+            raise SemindexError(problem) from None
         raise
     store.publish_generation(index, generation)
     if live is None:  # no pointer before: keep the newest generation found (as a reader may use

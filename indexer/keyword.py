@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from indexer.errors import CorpusError
+from indexer import integrity, safety
+from indexer.errors import CorpusError, IndexFormatError
 from indexer.wordlists import QUESTION_WORDS
 
 KEYWORD_DIR = "bm25"
@@ -50,9 +51,11 @@ class KeywordIndex:
     arrays memory-mapped, avoids importing bm25s and scipy (~0.4 s) on every query.
     """
 
-    def __init__(self, folder: Path, settings: KeywordSettings) -> None:
+    def __init__(self, folder: Path, settings: KeywordSettings, *, rows: int | None = None) -> None:
+        """``rows``: how many passages (or articles) a stored index must score, checked on load."""
         self.folder = folder
         self.settings = settings
+        self.rows = rows
 
     @cached_property
     def _stem(self):
@@ -60,6 +63,8 @@ class KeywordIndex:
             return lambda words: words
         import Stemmer
 
+        if self.settings.stemmer not in Stemmer.algorithms():
+            raise IndexFormatError(f"{self.folder}: stemmer {safety.brief(self.settings.stemmer)} is not one PyStemmer has")
         return Stemmer.Stemmer(self.settings.stemmer).stemWords
 
     def build(self, texts: list[str]) -> None:
@@ -83,21 +88,35 @@ class KeywordIndex:
 
     @cached_property
     def _tokenizer(self) -> tuple[re.Pattern, frozenset[str], str | None]:
-        config = json.loads((self.folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
-        return re.compile(config["token_pattern"]), frozenset(config["stopwords"]), config.get("normalize")
+        path = self.folder / TOKENIZER_FILE
+        try:
+            return integrity.keyword_tokenizer(safety.json_loads(path.read_text(encoding="utf-8")))
+        except (ValueError, OSError) as error:
+            raise IndexFormatError(f"{path}: corrupt ({error})") from None
 
     @cached_property
     def _vocabulary(self) -> dict[str, int]:
-        return json.loads((self.folder / "vocab.index.json").read_text(encoding="utf-8"))
+        return self._checked[0]
 
     @cached_property
     def _matrix(self):
-        import numpy as np
+        return self._checked[1]
 
-        arrays = {name: np.load(self.folder / f"{name}.csc.index.npy", mmap_mode="r", allow_pickle=False)
-                  for name in ("data", "indices", "indptr")}
-        size = json.loads((self.folder / "params.index.json").read_text(encoding="utf-8"))["num_docs"]
-        return arrays["data"], arrays["indices"], arrays["indptr"], int(size)
+    @cached_property
+    def _checked(self):
+        """(vocabulary, (data, indices, indptr, num_docs)) as stored, checked once: a tampered
+        matrix must fail in one line, not index past an array or allocate 10^12 scores."""
+        try:
+            vocabulary = safety.json_loads((self.folder / "vocab.index.json").read_text(encoding="utf-8"))
+            arrays = {name: integrity.load_array(self.folder / f"{name}.csc.index.npy", kind=kind)
+                      for name, kind in (("data", "f"), ("indices", "i"), ("indptr", "i"))}
+            params = safety.json_loads((self.folder / "params.index.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError) as error:
+            raise IndexFormatError(f"{self.folder}: corrupt keyword index ({error})") from None
+        size = params.get("num_docs") if isinstance(params, dict) else None
+        if problem := integrity.keyword_problem(num_docs=size, expected=self.rows, vocabulary=vocabulary, **arrays):
+            raise IndexFormatError(f"{self.folder}: corrupt keyword index ({problem})")
+        return vocabulary, (arrays["data"], arrays["indices"], arrays["indptr"], int(size))
 
     def terms(self, text: str) -> list[str]:
         """``text``'s terms as bm25s tokenizes them (NFKC-normalised, lower-cased, stopwords

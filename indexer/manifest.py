@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer import safety
 from indexer.errors import IndexFormatError
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from indexer.types import Passage
 
 FORMAT = "semindex-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: copies of a text are one group in copies.json (1 listed every copy in every passage)."""
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 
@@ -228,10 +230,10 @@ class Manifest(Mapping[str, Any]):
         """Read and validate ``path``: IndexFormatError (one line, with the rebuild command)
         when it is missing, not JSON, another format or version, or a field is amiss."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = safety.json_loads(safety.read_regular(path).decode("utf-8"))
         except FileNotFoundError:
             raise IndexFormatError(f"{path}: missing; {rebuild_hint(index)}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise IndexFormatError(f"{path}: corrupt manifest ({exc}); {rebuild_hint(index)}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise IndexFormatError(f"{path}: not a semindex manifest; {rebuild_hint(index)}")
@@ -253,7 +255,7 @@ class Manifest(Mapping[str, Any]):
 
         try:
             path = live_generation(index) / MANIFEST
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = safety.json_loads(safety.read_regular(path))
         except (OSError, ValueError, IndexFormatError):
             return None
         return cls(data, path=path) if isinstance(data, dict) else None

@@ -14,11 +14,18 @@ per passage (docs/experiments/filters.md).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from indexer import integrity
+from indexer.errors import IndexFormatError
+from indexer.manifest import rebuild_hint
+from indexer.safety import brief
 from indexer.types import Article, Passage
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,11 +120,21 @@ class MetadataStore:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
     def query(self, sql: str, parameters: tuple = ()) -> list[tuple]:
-        connection = self._connect()
+        return self._guarded(lambda connection: connection.execute(sql, parameters).fetchall())
+
+    def _guarded(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(connection)``; a file that is no such database (a table or column missing,
+        values of another kind) is IndexFormatError in one line, not a traceback."""
+        connection = None
         try:
-            return connection.execute(sql, parameters).fetchall()
+            connection = self._connect()
+            return read(connection)
+        except (sqlite3.Error, ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
+            raise IndexFormatError(f"{self.path}: corrupt ({brief(str(error))}); "
+                                   f"{rebuild_hint(self.path.parent.parent)}") from None
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
     def rows(self) -> list[str]:
         """The whole database as SQL statements (compares two builds whatever SQLite wrote them)."""
@@ -138,7 +155,7 @@ class MetadataStore:
             return [{"name": name, "passages": count} for name, count in self.query(sql)]
 
         per_article = "SELECT article, COUNT(*) AS n FROM passages GROUP BY article"
-        return {
+        facets = {
             "dates": {"first": low, "last": high, "undated_passages": int(undated or 0)},
             "publishers": counted(
                 f"SELECT MIN(a.publisher), SUM(c.n) FROM ({per_article}) c JOIN articles a ON a.id = c.article "
@@ -147,13 +164,15 @@ class MetadataStore:
                 f"SELECT MIN(t.topic), SUM(c.n) FROM ({per_article}) c JOIN topics t ON t.article = c.article "
                 "GROUP BY t.topic_folded ORDER BY 2 DESC, 1"),
         }
+        if problem := integrity.facets_problem(facets):
+            raise IndexFormatError(f"{self.path}: corrupt ({problem}); {rebuild_hint(self.path.parent.parent)}")
+        return facets
 
     def columns(self) -> Columns:
         """Every row as arrays (read once per generation by the query side)."""
         import numpy as np
 
-        connection = self._connect()
-        try:
+        def read(connection: sqlite3.Connection) -> Columns:
             def column(sql: str, dtype=np.int64) -> np.ndarray:
                 return np.fromiter((row[0] for row in connection.execute(sql)), dtype=dtype)
 
@@ -177,8 +196,11 @@ class MetadataStore:
                 file_row=np.asarray([file for _, file in pairs], dtype=np.int32),
                 files=[row[0] for row in connection.execute("SELECT path FROM files ORDER BY id")],
             )
-        finally:
-            connection.close()
+
+        columns = self._guarded(read)
+        if problem := integrity.columns_problem(columns):
+            raise IndexFormatError(f"{self.path}: corrupt ({problem}); {rebuild_hint(self.path.parent.parent)}")
+        return columns
 
 
 def day_number(iso: str | None) -> int:

@@ -7,12 +7,12 @@ module is cheap; numpy, tokenizers and onnxruntime load on first use.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexer import integrity, safety
 from indexer.onnx_export import CONFIG_FILE
 
 if TYPE_CHECKING:
@@ -26,7 +26,19 @@ class OnnxEmbedder:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self.config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        try:
+            self.config = integrity.onnx_config(safety.json_loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8")))
+        except (ValueError, OSError) as error:
+            raise self._broken(error) from None
+
+    def _broken(self, error: BaseException):
+        """The one-line error for an export that cannot be used: the cache folder is deleted
+        by hand and made again (a damaged cache is never trusted, nor silently replaced)."""
+        from indexer.embedder import ModelError
+
+        reason = " ".join(str(error).split())[:200]
+        return ModelError(f"{self.folder}: the cached ONNX export cannot be loaded ({reason}); "
+                          "delete that folder and it is made again")
 
     @property
     def dimension(self) -> int:
@@ -41,7 +53,10 @@ class OnnxEmbedder:
         """The exported tokenizer; it truncates to ``max_seq_length`` and pads each batch."""
         import tokenizers
 
-        return tokenizers.Tokenizer.from_file(str(self.folder / self.config["tokenizer_file"]))
+        try:
+            return tokenizers.Tokenizer.from_file(str(self.folder / self.config["tokenizer_file"]))
+        except Exception as error:  # tokenizers raises its own Exception for a damaged file
+            raise self._broken(error) from None
 
     @property
     def quantized(self) -> bool:
@@ -62,11 +77,7 @@ class OnnxEmbedder:
                 providers=["CPUExecutionProvider"],
             )
         except Exception as error:  # onnxruntime's InvalidProtobuf, NoSuchFile, ... (not exported by name)
-            from indexer.embedder import ModelError
-
-            reason = " ".join(str(error).split())[:200]
-            raise ModelError(f"{self.folder}: the cached ONNX export cannot be loaded ({reason}); "
-                             "delete that folder and it is made again") from None
+            raise self._broken(error) from None
 
     def encode(self, texts: list[str], *, batch_size: int = 16) -> np.ndarray:
         """Embed ``texts``; rows are unit length so inner product equals cosine.
@@ -109,4 +120,10 @@ class OnnxEmbedder:
             name: np.array([getattr(e, attribute) for e in encodings], dtype=np.int64)
             for name, attribute in self.config["inputs"].items()
         }
-        return self.session.run([self.config["output"]], feeds)[0]
+        try:
+            rows = self.session.run([self.config["output"]], feeds)[0]
+        except Exception as error:  # onnxruntime's own errors: an output or input name the graph lacks
+            raise self._broken(error) from None
+        if rows.ndim != 2 or rows.shape != (len(texts), self.dimension):
+            raise self._broken(ValueError(f"the graph gives rows of shape {rows.shape}, not ({len(texts)}, {self.dimension})"))
+        return rows

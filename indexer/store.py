@@ -9,6 +9,8 @@ Layout of an index folder::
         vectors.faiss         FAISS index over L2-normalised vectors (inner product)
         passages.jsonl        one JSON object per passage, in vector order
         passages.offsets.npy  byte offset of each line of passages.jsonl (n + 1 int64)
+        passages.digests.npy  a digest of each line of passages.jsonl (n int64)
+        copies.json           groups of passages embedded from the same text (lists of ids)
         articles.json         article key -> citation metadata
         bm25/                 bm25s keyword index over the same passages (numpy + JSON)
         linkvectors.npy       vectors body linking embedded, kept for the next build
@@ -37,6 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from indexer import integrity, safety
 from indexer.errors import IndexFormatError
 from indexer.faiss_build import faiss_problem
 from indexer.manifest import MANIFEST, POINTER, Manifest, rebuild_hint
@@ -46,6 +49,12 @@ VECTORS = "vectors.faiss"
 PASSAGES = "passages.jsonl"
 OFFSETS = "passages.offsets.npy"
 ARTICLES = "articles.json"
+COPIES = "copies.json"
+"""Groups of passages embedded from one text, each a list of passage ids; a passage of a
+group names it by number as ``copy_group``."""
+DIGESTS = "passages.digests.npy"
+"""A 64-bit digest of each line of passages.jsonl (``integrity.row_digest``), checked when a
+passage is read: generations too large to checksum on load still never show a changed row."""
 FULL_CHECKSUM_LIMIT = 256 << 20
 """Index files up to this total size are checksummed on every load; larger ones by size only
 (``semindex info --verify`` checks everything)."""
@@ -67,13 +76,15 @@ def write_passages(folder: Path, passages: list[Passage]) -> None:
     """Write passages.jsonl and the offsets that let a reader seek to any passage."""
     import numpy as np
 
-    offsets = [0]
+    offsets, digests = [0], []
     with (folder / PASSAGES).open("wb") as handle:
         for passage in passages:
             line = (json.dumps(passage.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
             handle.write(line)
             offsets.append(offsets[-1] + len(line))
+            digests.append(integrity.row_digest(line))
     np.save(folder / OFFSETS, np.asarray(offsets, dtype=np.int64))
+    np.save(folder / DIGESTS, np.asarray(digests, dtype=np.int64))
 
 
 def fsync_tree(folder: Path) -> None:
@@ -105,13 +116,13 @@ def live_generation(index: Path) -> Path:
     if not index.is_dir():
         raise IndexFormatError(f"{index}: no index here; build one with: semindex build CORPUS --index {index}")
     try:
-        name = pointer.read_text(encoding="utf-8").strip()
+        name = safety.read_regular(pointer, limit=4096).decode("utf-8").strip()
     except FileNotFoundError:
         raise IndexFormatError(f"{pointer}: missing, so {index} is not a semindex index; {rebuild_hint(index)}") from None
     except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or not text
         raise IndexFormatError(f"{pointer}: unreadable ({getattr(exc, 'strerror', None) or exc}); {rebuild_hint(index)}") from None
     generation = index / name
-    if not name.startswith("gen-") or "/" in name or not generation.is_dir():
+    if not name.startswith("gen-") or "/" in name or not generation.is_dir() or generation.is_symlink():
         raise IndexFormatError(f"{pointer}: points to {name!r}, which is not a generation folder; {rebuild_hint(index)}")
     return generation
 
@@ -164,11 +175,13 @@ class StoredIndex:
         expected = self.manifest.checksums
         for path in sorted(self.generation.rglob("*")):
             name = path.relative_to(self.generation).as_posix()
-            if name != MANIFEST and name not in expected and path.is_file():
+            if name != MANIFEST and name not in expected and not path.is_dir():
                 raise IndexFormatError(f"{path}: not listed in the manifest's checksums; {rebuild_hint(self.index)}")
         total = sum(entry["size"] for entry in expected.values())
         full = verify if verify is not None else total <= FULL_CHECKSUM_LIMIT
         for name, entry in expected.items():
+            if problem := safety.generation_file_problem(self.generation, name):
+                raise IndexFormatError(f"{self.generation / MANIFEST}: {problem}; {rebuild_hint(self.index)}")
             path = self.generation / name
             try:
                 size = path.stat().st_size
@@ -178,7 +191,7 @@ class StoredIndex:
                 raise IndexFormatError(
                     f"{path}: corrupt (size {size} bytes, manifest says {entry['size']}); {rebuild_hint(self.index)}"
                 )
-            if full and sha256_file(path) != entry["sha256"]:
+            if (full or name == DIGESTS) and sha256_file(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: corrupt (checksum differs from the manifest); {rebuild_hint(self.index)}")
         if verify:
             self.vectors, self.offsets  # each compares its count with the manifest's
@@ -205,6 +218,8 @@ class StoredIndex:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise IndexFormatError(f"{path}: corrupt FAISS index ({faiss_problem(exc)}); {rebuild_hint(self.index)}") from None
+        if problem := integrity.faiss_kind_problem(self.manifest.factory, index):
+            raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
         if index.ntotal != self.count:
             raise IndexFormatError(
                 f"{path}: holds {index.ntotal} vectors but the manifest counts {self.count} passages; {rebuild_hint(self.index)}"
@@ -225,11 +240,9 @@ class StoredIndex:
 
     @cached_property
     def offsets(self):
-        import numpy as np
-
         path = self.generation / OFFSETS
         try:
-            offsets = np.load(path, mmap_mode="r", allow_pickle=False)
+            offsets = integrity.load_array(path, kind="i")
         except (ValueError, OSError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
         if len(offsets) != self.count + 1:
@@ -242,13 +255,21 @@ class StoredIndex:
         """Passage ``number`` (its vector id), read by seeking into passages.jsonl."""
         start, end = int(self.offsets[number]), int(self.offsets[number + 1])
         with (self.generation / PASSAGES).open("rb") as handle:
-            handle.seek(start)
-            line = handle.read(end - start)
+            line = integrity.read_row(handle, start, end)
         try:
-            return Passage.from_json(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            data = safety.json_loads(line) if line is not None else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if problem := integrity.row_problem(line, data, number=number, digests=self.digests):
             raise IndexFormatError(
-                f"{self.generation / PASSAGES}: corrupt at passage {number}; {rebuild_hint(self.index)}"
+                f"{self.generation / PASSAGES}: corrupt at passage {number} ({problem}); {rebuild_hint(self.index)}"
+            )
+        try:
+            return Passage.from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:  # a kind that is no PassageKind
+            raise IndexFormatError(
+                f"{self.generation / PASSAGES}: corrupt at passage {number} ({safety.brief(str(exc))}); "
+                f"{rebuild_hint(self.index)}"
             ) from None
 
     def passages(self) -> list[Passage]:
@@ -256,14 +277,44 @@ class StoredIndex:
         with (self.generation / PASSAGES).open(encoding="utf-8") as handle:
             return [Passage.from_json(json.loads(line)) for line in handle]
 
+    def copies(self, passage: Passage) -> list[int]:
+        """The other passages embedded from the same text as ``passage`` (none when unique)."""
+        group = passage.copy_group
+        if group is None:
+            return []
+        if problem := integrity.group_problem(self.copy_groups, group, passage.id):
+            raise IndexFormatError(f"{self.generation / COPIES}: corrupt ({problem}); {rebuild_hint(self.index)}")
+        return [other for other in self.copy_groups[group] if other != passage.id]
+
+    @cached_property
+    def copy_groups(self) -> list[list[int]]:
+        path = self.generation / COPIES
+        try:
+            groups = safety.json_loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+        if problem := integrity.groups_problem(groups, count=self.count):
+            raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
+        return groups
+
+    @cached_property
+    def digests(self):
+        """Each passage line's digest, checked when the line is read."""
+        try:
+            return integrity.load_digests(self.generation / DIGESTS, count=self.count)
+        except IndexFormatError as error:
+            raise IndexFormatError(f"{error}; {rebuild_hint(self.index)}") from None
+
     @cached_property
     def articles(self) -> dict[str, Article]:
         path = self.generation / ARTICLES
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return {key: Article.from_dict(entry) for key, entry in data.items()}
-        except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError, AttributeError) as exc:
+            data = safety.json_loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+        if problem := integrity.articles_problem(data):
+            raise IndexFormatError(f"{path}: corrupt ({problem}); {rebuild_hint(self.index)}")
+        return {key: Article.from_dict(entry) for key, entry in data.items()}
 
     def corpus_changes(self, corpus: Path | None = None) -> dict[str, list[str]] | None:
         """Corpus files added, changed and removed since this generation was built, or None
@@ -275,8 +326,8 @@ class StoredIndex:
         recorded, where = self.manifest.inputs, self.manifest.corpus
         if recorded is None or (corpus is None and where is None):
             return None
-        folder = corpus if corpus is not None else (self.index / where)
-        if not folder.is_dir():
+        folder = corpus if corpus is not None else safety.recorded_corpus(self.index, where)
+        if folder is None or not folder.is_dir():
             return None
         current = hash_inputs(discover(folder, warn=lambda message: None))
         return {

@@ -63,8 +63,10 @@ class Source:
 class Passage:
     """A passage of one article: ``text`` is shown and cited, ``embedded`` (when it differs)
     is what was embedded (a date rendered as a sentence with its article's title);
-    ``copies`` are the ids of passages embedded from the same text elsewhere (an article
-    syndicated by two outlets), shown as one hit."""
+    ``copy_group`` numbers the group of passages embedded from the same text (an article
+    syndicated by two outlets), shown as one hit: the groups are stored once, in
+    ``copies.json`` (``StoredIndex.copies`` gives a passage's copies), so copies cost linear
+    space however many there are."""
 
     id: int
     text: str
@@ -72,7 +74,7 @@ class Passage:
     article: str
     sources: list[Source]
     embedded: str | None = None
-    copies: list[int] = field(default_factory=list)
+    copy_group: int | None = None
 
     @property
     def embed_text(self) -> str:
@@ -89,15 +91,15 @@ class Passage:
                                 "sources": [source.to_json() for source in self.sources]}
         if self.embedded is not None:
             data["embedded"] = self.embedded
-        if self.copies:
-            data["copies"] = list(self.copies)
+        if self.copy_group is not None:
+            data["copy_group"] = self.copy_group
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Passage:
         return cls(id=data["id"], text=data["text"], kind=PassageKind(data["kind"]), article=data["article"],
                    sources=[Source.from_json(source) for source in data["sources"]], embedded=data.get("embedded"),
-                   copies=list(data.get("copies", [])))
+                   copy_group=data.get("copy_group"))
 
 
 @dataclass

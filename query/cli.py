@@ -38,7 +38,8 @@ class Precision(str, enum.Enum):
 
 
 IndexOption = Annotated[
-    Optional[Path], typer.Option("--index", help="Index folder (default: $SEMINDEX_INDEX, ./index, or the bundled index).")
+    Optional[Path], typer.Option("--index", help="Index folder (default: $SEMINDEX_INDEX, ./index, or the bundled index).",
+                                 callback=lambda value: _utf8_path(value))
 ]
 ModeOption = Annotated[str, typer.Option("--mode", help="hybrid (default), dense or keyword.", callback=lambda v: _check_mode(v))]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
@@ -68,6 +69,21 @@ def _check_date(value: str | None, option: str, *, last: bool = False) -> str | 
     return value
 
 
+def _utf8_path(path: Path | None) -> Path | None:
+    """A path given on the command line, refused in one line when it is not valid UTF-8."""
+    from indexer.safety import path_problem
+
+    if path is not None and (problem := path_problem(path)):
+        raise typer.BadParameter(problem)
+    return path
+
+
+def _warn(message: str) -> None:
+    from query.cli_output import warn
+
+    warn(message)
+
+
 def _check_mode(mode: str) -> str:
     from query.searcher import MODES
 
@@ -76,30 +92,17 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # markup and emoji codes off: corpus text, titles and file names may hold "[...]" or
-    # ":fire:", which rich would read as style tags (and fail on, or drop) or replace with
-    # emoji; styles are given as Text instead
-    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
-
-
 @app.command()
 def build(
-    corpus: Annotated[Path, typer.Argument(help="Folder of .txt/.md articles.")] = Path("corpus"),
-    index: Annotated[Path, typer.Option("--index", help="Index folder to create or replace.")] = Path("index"),
+    corpus: Annotated[Path, typer.Argument(help="Folder of .txt/.md articles.", callback=_utf8_path)] = Path("corpus"),
+    index: Annotated[Path, typer.Option("--index", help="Index folder to create or replace.", callback=_utf8_path)] = Path("index"),
     model: Annotated[Optional[str], typer.Option("--model", help="sentence-transformers model name or folder.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=8, help="Passage size in model tokens (at least 8).")] = None,
     faiss_factory: Annotated[Optional[str], typer.Option("--faiss", help="FAISS factory string (default: by size).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster; checked to keep mean cosine >= 0.98 to fp32, else a default build embeds at fp32). Default: INDEX's current precision, else int8.")] = None,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Index files that symbolic links lead to outside CORPUS (default: skip them, with a note).")] = False,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index
@@ -119,43 +122,27 @@ def build(
             fresh = Path(scratch) / "index"
             kept = KeptSettings.of(index)
             build_index(corpus=corpus, index=fresh, model=model, settings=settings or kept.chunking,
-                        factory=faiss_factory or kept.factory, warn=_warn, precision=chosen or kept.precision())
+                        factory=faiss_factory or kept.factory, warn=_warn, precision=chosen or kept.precision(),
+                        follow_links=follow_links)
             problems = compare_indexes(expected=fresh, actual=index)
+        from query.display import for_people, one_line
+
         if problems:
             for problem in problems:
-                print(f"{index}: stale: {problem}", file=sys.stderr)
+                print(one_line(f"{index}: stale: {problem}"), file=sys.stderr)
             rebuild = build_command(corpus=corpus, index=index, model=model, max_tokens=max_tokens, factory=faiss_factory,
                                     precision=chosen)
-            print(f"rebuild it with: {rebuild}", file=sys.stderr)
+            print(one_line(f"rebuild it with: {rebuild}"), file=sys.stderr)
             raise typer.Exit(1)
-        print(f"{index}: up to date with {corpus}")
+        print(for_people(f"{index}: up to date with {corpus}"))
         return
     report = build_index(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
-        full=full, precision=chosen,
+        full=full, precision=chosen, follow_links=follow_links,
     )
-    from rich.text import Text
+    from query.cli_output import print_build_report
 
-    console = _console()
-    if report.unchanged:
-        console.print(f"{report.index}/{report.generation} is up to date with {corpus} ({report.passages} passages); nothing to do")
-        return
-    console.print(Text.assemble(
-        "Indexed ", (str(report.passages), "bold"), f" passages from {report.files} files ({report.articles} articles) "
-        f"into {report.index}/{report.generation} in {report.seconds:.1f}s",
-    ))
-    if not report.full:
-        changes = report.changes
-        console.print(
-            f"  {changes['added']} files added, {changes['changed']} changed, {changes['removed']} removed; "
-            f"embedded {report.embedded} passages, reused {report.reused}"
-        )
-    for link in report.links:
-        console.print(f"  linked {link['file']} → {link['article']} (score {link['score']:.2f})")
-    if report.chrome_blocks:
-        console.print(f"  left out {report.chrome_blocks} blocks of site chrome (see: semindex info)")
-    if report.skipped:
-        console.print(f"  skipped {len(report.skipped)} files (warnings above)")
+    print_build_report(report, corpus=corpus)
 
 
 @app.command()
@@ -190,7 +177,9 @@ def search(
     if not hits:
         print("No passages found" + (" (no passage matches the filters)" if filters.active else ""))
         return
-    _print_hits(hits)
+    from query.cli_output import print_hits
+
+    print_hits(hits)
 
 
 @app.command()
@@ -218,22 +207,9 @@ def ask(
     if as_json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
-    from rich.text import Text
+    from query.cli_output import print_answer
 
-    console = _console()
-    if answer.answer is None:
-        console.print(Text.assemble(("No confident answer", "bold"),
-                                    f" in the corpus (confidence {answer.confidence:.2f}); nearest passages:"))
-    else:
-        hit = answer.hits[answer.answer_hit - 1]
-        start = answer.answer_chars[0] - hit.citation.chars[0]
-        end = answer.answer_chars[1] - hit.citation.chars[0]
-        console.print(Text.assemble(("Answer: ", "bold"), (answer.answer, "bold green")))
-        if hit.text.strip() != answer.answer.strip():
-            console.print(Text.assemble(hit.text[:start], (hit.text[start:end], "bold reverse green"), hit.text[end:]))
-        console.print(f"  — {_cite(hit.citation)}  (confidence {answer.confidence:.2f})")
-        console.print()
-    _print_hits(answer.hits)
+    print_answer(answer)
 
 
 def _filter_args(filters) -> dict:
@@ -241,33 +217,6 @@ def _filter_args(filters) -> dict:
     import dataclasses
 
     return dataclasses.asdict(filters)
-
-
-def _cite(citation) -> str:
-    parts = [citation.title or citation.file, citation.publisher, citation.published, citation.url]
-    where = f"{citation.file}:{citation.lines[0]}-{citation.lines[1]}"
-    return ", ".join(p for p in parts if p) + f" [{where}]"
-
-
-def _print_hits(hits) -> None:
-    from rich.table import Table
-
-    table = Table(show_lines=True, expand=True)
-    table.add_column("#", justify="right", width=2)
-    table.add_column("score", justify="right", width=6)
-    table.add_column("passage", ratio=3)
-    table.add_column("citation", ratio=2, overflow="fold")
-    for hit in hits:
-        c = hit.citation
-        cite = "\n".join(
-            p for p in (
-                c.title, ", ".join(x for x in (c.publisher, c.published) if x), c.url,
-                f"{c.file} lines {c.lines[0]}-{c.lines[1]}",
-            ) if p
-        )
-        text = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", text, cite)
-    _console().print(table)
 
 
 @app.command()
@@ -287,51 +236,9 @@ def info(
     if as_json:
         print(json.dumps({**manifest, "filterable": filterable}, ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
-    from rich.text import Text
+    from query.cli_output import print_info
 
-    console = _console()
-    model = manifest["model"]
-    console.print(Text.assemble((str(folder / opened.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
-    precision = model.get("precision", "fp32")
-    if precision != "fp32":
-        precision += f" (recipe {model.get('int8_recipe', 1)}, {model.get('int8_fp32_matmuls', 0)} MatMuls at fp32)"
-    console.print(f"model {model['id']} ({model['dimension']} dims, {model['fingerprint'][:19]}…, {precision}), "
-                  f"FAISS {manifest['faiss']['factory']}, chunking {manifest['chunking']}")
-    console.print("counts: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()))
-    files = Table("file", "passages", "sha256", title="files")
-    for name, entry in manifest["files"].items():
-        files.add_row(name, str(entry["passages"]), entry["sha256"][:12])
-    console.print(files)
-    for link in manifest["links"]:
-        console.print(f"linked body {link['file']} → {link['article']} (score {link['score']}, runner-up {link['runner_up']})")
-    if manifest["chrome"]:
-        chrome = Table("file", "lines", "kind", "text", title="left out as site chrome")
-        for block in manifest["chrome"]:
-            chrome.add_row(block["file"], f"{block['lines'][0]}-{block['lines'][1]}", block["kind"], block["text"])
-        console.print(chrome)
-    for problem in manifest["skipped"]:
-        console.print(f"skipped: {problem}")
-    _print_filterable(console, filterable, folder=folder)
-
-
-def _print_filterable(console, filterable, *, folder: Path) -> None:
-    """The filterable values: dates, then a table of publishers and topics."""
-    from rich.table import Table
-
-    from indexer.manifest import rebuild_hint
-
-    if filterable is None:
-        console.print(f"filters: none (built before filters); {rebuild_hint(folder)}")
-        return
-    dates = filterable["dates"]
-    console.print(f"filterable dates (--since/--until): {dates['first'] or '-'} to {dates['last'] or '-'}"
-                  f" ({dates['undated_passages']} passages undated)")
-    table = Table("filter", "value", "passages", title="filterable values")
-    for option, key in (("--publisher", "publishers"), ("--topic", "topics")):
-        for entry in filterable[key]:
-            table.add_row(option, entry["name"], str(entry["passages"]))
-    console.print(table)
+    print_info(manifest, filterable, folder=folder, generation=opened.generation)
 
 
 @app.command()
@@ -396,16 +303,9 @@ def evaluate(
     if as_json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return
-    from rich.table import Table
+    from query.cli_output import print_eval
 
-    table = Table(title=f"{target}" + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
-    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
-               "latency_mean_ms", "latency_p95_ms"]
-    for column in columns:
-        table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
-    _console().print(table)
+    print_eval(rows, target=target)
 
 
 def _usage_error_line(error: Exception, *, args: list[str]) -> str:
@@ -424,6 +324,7 @@ def _usage_error_line(error: Exception, *, args: list[str]) -> str:
 def main() -> None:
     """Entry point: run the app, turning known errors and usage errors into one line and exit code 2."""
     from indexer.errors import SemindexError
+    from query.display import one_line
 
     # recent typer raises the errors of its own copy of click (typer._click), older typer those
     # of click: either way, a base of typer.BadParameter
@@ -436,17 +337,17 @@ def main() -> None:
         if type(error).__name__ == "NoArgsIsHelpError":  # plain `semindex`: the help, as click shows it
             error.show()
         else:
-            print(_usage_error_line(error, args=sys.argv[1:]), file=sys.stderr)
+            print(one_line(_usage_error_line(error, args=sys.argv[1:])), file=sys.stderr)
         sys.exit(error.exit_code)
     except typer.Abort:  # end of input at a prompt
         print("error: aborted", file=sys.stderr)
         sys.exit(1)
     except SemindexError as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # the disk is full, a path is a file where a folder must be, ...
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        print(one_line(f"error: {where}{error.strerror or error}"), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -109,12 +109,15 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     """
     import yaml
 
+    from indexer import safety
     from indexer.documents import yaml_problem
     from query.index import open_searcher
     from query.readers import ReaderTools, SentenceReader
 
     try:
-        questions = yaml.safe_load(path.read_text(encoding="utf-8"))
+        questions = safety.bounded_yaml(path.read_text(encoding="utf-8"))[0]
+    except safety.YamlLimitError as exc:
+        raise SemindexError(f"{path}: invalid YAML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SemindexError(f"{path}: cannot read gold questions ({exc})") from None
     except yaml.YAMLError as exc:
@@ -149,7 +152,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
             if any(a in p.text.lower() for a in answers) and sources & p.files
         }
         for pid in list(relevant):  # a copy of a relevant text is shown as the same hit (also_in)
-            relevant.update((str(copy), 1) for copy in by_id[pid].copies)
+            relevant.update((str(copy), 1) for copy in searcher.stored.copies(by_id[pid]))
         if not relevant:
             unknown = sorted(sources - indexed_files)
             why = (f"source(s) {', '.join(map(repr, unknown))} not in the index" if unknown

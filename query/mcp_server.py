@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
+from query.display import for_people, one_line
 from query.serve import MAX_K, MAX_QUESTION_CHARS
 
 if TYPE_CHECKING:
@@ -57,8 +58,9 @@ def answer_text(data: dict[str, Any]) -> str:
 
 
 def tool_result(data: dict[str, Any], text: str) -> CallToolResult:
-    """A tool result with ``data`` as structured content and ``text`` for people."""
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+    """A tool result with ``data`` as structured content (exact) and ``text`` for people
+    (control characters escaped, as everything semindex prints for people)."""
+    return CallToolResult(content=[TextContent(type="text", text=for_people(text))], structured_content=data)
 
 
 def build_mcp(generation: Callable[[], Generation]) -> MCPServer:
@@ -77,7 +79,7 @@ def build_mcp(generation: Callable[[], Generation]) -> MCPServer:
         try:
             return tool_result(*run(generation()))
         except SemindexError as error:  # a bad question or an unusable index: one line, not a traceback
-            raise ToolError(" ".join(str(error).split())) from None
+            raise ToolError(one_line(str(error))) from None
 
     @server.tool()
     def search(query: Text, k: K = 5, mode: Mode = "hybrid", since: Since = None, until: Until = None,

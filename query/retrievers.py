@@ -9,10 +9,12 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from indexer.errors import SemindexError
+from indexer import integrity
+from indexer.errors import IndexFormatError, SemindexError
 from indexer.faiss_build import IVF_SCANNED_VECTORS, faiss_problem
 from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex
-from indexer.store import StoredIndex
+from indexer.manifest import rebuild_hint
+from indexer.store import VECTORS, StoredIndex
 
 if TYPE_CHECKING:
     from query.filters import Selection
@@ -67,7 +69,18 @@ class DenseRetriever:
             scores, ids = vectors.search(vector.reshape(1, -1), k)
         except RuntimeError as exc:  # a parameter FAISS accepts but cannot search with (nprobe=0)
             raise self._params_error(exc) from None
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        return self._checked(vectors, scores[0], ids[0])
+
+    def _checked(self, vectors, scores, ids) -> list[tuple[int, float]]:
+        """The hits of a FAISS search as (passage id, score), or IndexFormatError when they
+        show the stored vectors are not what a build wrote (``integrity.hits_problem``)."""
+        import numpy as np
+
+        scores, ids = np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        if problem := integrity.hits_problem(vectors, scores, ids):
+            raise IndexFormatError(f"{self.stored.generation / VECTORS}: corrupt ({problem}); "
+                                   f"{rebuild_hint(self.stored.index)}")
+        return [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
 
     def _vectors(self):
         """The FAISS index, with ``faiss_params`` applied on first use."""
@@ -116,7 +129,7 @@ class DenseRetriever:
             scores, ids = vectors.search(vector.reshape(1, -1), k, params=params)
         except RuntimeError:  # an index type that takes no selector
             scores, ids = [[]], [[]]
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        found = self._checked(vectors, scores[0], ids[0])
         # fewer than k: the probed lists or the graph walk held too few kept vectors (or the
         # index took no selector); comparing them one by one keeps the count min(k, kept)
         return found if len(found) == k else self._exact_within(vector, k=k, ids=selection.ids)
@@ -180,12 +193,14 @@ class KeywordRetriever:
 
     @cached_property
     def passages(self) -> KeywordIndex:
-        return KeywordIndex(self.stored.generation / KEYWORD_DIR, self.stored.manifest.keyword)
+        return KeywordIndex(self.stored.generation / KEYWORD_DIR, self.stored.manifest.keyword, rows=self.stored.count)
 
     @cached_property
     def articles(self) -> KeywordIndex | None:
         folder = self.stored.generation / ARTICLE_KEYWORD_DIR
-        return KeywordIndex(folder, self.stored.manifest.keyword) if folder.is_dir() else None
+        if not folder.is_dir():
+            return None
+        return KeywordIndex(folder, self.stored.manifest.keyword, rows=len(self.stored.articles))
 
     @cached_property
     def article_keys(self) -> list[str]:

@@ -15,6 +15,7 @@ from indexer.errors import QueryError, unencodable
 from indexer.keyword import KeywordIndex
 from indexer.store import StoredIndex
 from indexer.types import Passage
+from query.display import visible
 from query.encoder import QueryEncoder
 from query.filters import Filters, PassageFilter, Selection
 from query.fusion import Runs, zscore_fusion
@@ -41,7 +42,7 @@ def check_query(question: str, *, k: int, mode: str) -> None:
     an unknown mode."""
     if not isinstance(question, str):
         raise QueryError(f"the question must be a string, not {type(question).__name__}")
-    if not question.strip():
+    if not visible(question):
         raise QueryError("the question is empty")
     if (bad := unencodable(question)) is not None:
         raise QueryError(f"the question is not valid Unicode: {bad}")
@@ -195,10 +196,10 @@ class Searcher:
         return self._article_of[passage_id]
 
     def hit(self, rank: int, passage_id: int, score: float, passage: Passage) -> Hit:
-        """A ranked passage with its citations; its ``copies`` (passages embedded from the same
+        """A ranked passage with its citations; its copies (passages embedded from the same
         text elsewhere) add theirs to ``also_in``."""
         citations = self._citations(passage)
-        for copy in passage.copies:
+        for copy in self.stored.copies(passage):
             citations += self._citations(self.stored.passage(copy))
         return Hit(
             rank=rank, score=score, text=passage.text, citation=citations[0], passage_id=passage_id,
@@ -211,7 +212,7 @@ class Searcher:
 
     def hits(self, ranked: Sequence[tuple[int, float]], *, k: int) -> list[Hit]:
         """The first ``k`` distinct passages of ``ranked`` as hits. A passage embedded from the
-        same text as a better one (its stored ``copies``: an article syndicated by two outlets,
+        same text as a better one (its stored copies: an article syndicated by two outlets,
         a file copied into two folders) is not a hit of its own; every copy's citations are in
         that hit's ``also_in``, wherever the copies rank."""
         hits: list[Hit] = []
@@ -222,7 +223,7 @@ class Searcher:
             if pid in shown:
                 continue
             passage = self.stored.passage(pid)
-            shown.update(passage.copies)
+            shown.update(self.stored.copies(passage))
             hits.append(self.hit(len(hits) + 1, pid, score, passage))
         return hits
 

@@ -308,7 +308,9 @@ def run_server(options: ServeOptions) -> None:
     api = Api(LiveIndex(options.index), options=options)
     port = sock.getsockname()[1]
     host = f"[{options.host.strip('[]')}]" if ":" in options.host else options.host
-    print(f"serving {options.index} ({api.live.generation().name}) at http://{host}:{port}/", flush=True)
+    from query.display import one_line
+
+    print(one_line(f"serving {options.index} ({api.live.generation().name}) at http://{host}:{port}/"), flush=True)
     config = uvicorn.Config(api.app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -355,6 +355,8 @@ def test_incremental_builds_in_a_fresh_process_never_import_torch(embedder, smal
 
 def test_no_pickle_anywhere(small) -> None:
     """Every file of a generation reads without pickle; no source file enables it."""
+    import sqlite3
+
     import faiss
 
     files, corpus, index = small

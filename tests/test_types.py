@@ -10,7 +10,7 @@ import pytest
 
 from indexer.encoders import CachedEncoder, Encoder, LinkEncoder, VectorCache
 from indexer.errors import IndexFormatError
-from indexer.manifest import KeptSettings, Manifest
+from indexer.manifest import FORMAT_VERSION, KeptSettings, Manifest
 from indexer.store import StoredIndex, live_generation
 from indexer.types import Passage, PassageKind
 
@@ -47,7 +47,7 @@ def test_the_manifest_is_typed_and_kept_as_read():
 
 def test_a_manifest_that_is_not_one_is_refused_in_one_line(tmp_path):
     path = tmp_path / "manifest.json"
-    path.write_text(json.dumps({"format": "semindex-index", "format_version": 1, "model": {}}), encoding="utf-8")
+    path.write_text(json.dumps({"format": "semindex-index", "format_version": FORMAT_VERSION, "model": {}}), encoding="utf-8")
     with pytest.raises(IndexFormatError, match=r"manifest.json: field 'model.id' is missing or not a string; rebuild"):
         Manifest.load(path, index=tmp_path)
     assert KeptSettings.of(tmp_path / "nothing-here").chunking is None
