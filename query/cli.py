@@ -100,6 +100,7 @@ def build(
     check: Annotated[bool, typer.Option("--check", help="Rebuild into a temporary folder and fail if INDEX differs.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster; checked to keep mean cosine >= 0.98 to fp32, else a default build embeds at fp32). Default: INDEX's current precision, else int8.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Embed on a Ray cluster: 'local' (start one here), 'auto', or the head's host:port. Needs semindex[ray] on every node.")] = None,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index
@@ -119,7 +120,7 @@ def build(
             fresh = Path(scratch) / "index"
             kept = KeptSettings.of(index)
             build_index(corpus=corpus, index=fresh, model=model, settings=settings or kept.chunking,
-                        factory=faiss_factory or kept.factory, warn=_warn, precision=chosen or kept.precision())
+                        factory=faiss_factory or kept.factory, warn=_warn, precision=chosen or kept.precision(), ray=ray)
             problems = compare_indexes(expected=fresh, actual=index)
         if problems:
             for problem in problems:
@@ -132,7 +133,7 @@ def build(
         return
     report = build_index(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
-        full=full, precision=chosen,
+        full=full, precision=chosen, ray=ray,
     )
     from rich.text import Text
 
@@ -152,6 +153,8 @@ def build(
         )
     for link in report.links:
         console.print(f"  linked {link['file']} → {link['article']} (score {link['score']:.2f})")
+    if report.cluster:
+        console.print(f"  embedded on Ray at {report.cluster['address']} by {len(report.cluster['workers'])} workers")
     if report.chrome_blocks:
         console.print(f"  left out {report.chrome_blocks} blocks of site chrome (see: semindex info)")
     if report.skipped:
