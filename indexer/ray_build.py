@@ -60,6 +60,8 @@ def connect(address: str) -> None:
 
     if ray.is_initialized():
         return
+    if address not in ("local", "auto"):
+        _probe(address)
     try:
         # a cluster started here gets no dashboard; one joined keeps its own settings
         own = {"include_dashboard": False} if address == "local" else {}
@@ -85,7 +87,7 @@ class BatchEmbedder:
         self.model = BuildModel(model=model, precision=precision)
         self.single = precision != "fp32"  # int8 runs text by text anyway: one core per actor
         if self.model.fingerprint != fingerprint or self.model.quantization() != tuple(quantization):
-            raise ModelError(f"the model on Ray node {_node_ip()} is not the driver's (weights or int8 export "
+            raise ModelError(f"the model on Ray node {_node_id()} is not the driver's (weights or int8 export "
                              "differ); install the same semindex and model package on every node")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -98,7 +100,7 @@ class BatchEmbedder:
             vectors = self.model.encode(texts, batch_size=BATCH_SIZE)
         count = len(texts)
         return {"row": batch["row"], "vector": vectors.astype(np.float32),
-                "pid": np.full(count, os.getpid()), "node": np.array([_node_ip()] * count)}
+                "pid": np.full(count, os.getpid()), "node": np.array([_node_id()] * count)}
 
 
 def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_name: str | None) -> tuple[Any, ClusterRun]:
@@ -127,13 +129,15 @@ def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_nam
         fn_constructor_kwargs={"model": model_name, "precision": precision, "fingerprint": model.fingerprint,
                                "quantization": model.quantization()},
     )
+    addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Ray Data's tuning hints
             for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
                 vectors[batch["row"]] = batch["vector"]
                 for node, pid in zip(batch["node"], batch["pid"]):
-                    run.counts[(str(node), int(pid))] = run.counts.get((str(node), int(pid)), 0) + 1
+                    key = (addresses.get(str(node), str(node)), int(pid))
+                    run.counts[key] = run.counts.get(key, 0) + 1
     except Exception as error:  # a Ray task error wraps the worker's own
         cause = getattr(error, "cause", None) or error
         reason = " ".join(str(cause).split())[:300]
@@ -141,7 +145,20 @@ def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_nam
     return vectors, run
 
 
-def _node_ip() -> str:
+def _probe(address: str) -> None:
+    """Fail in one line when nothing listens at ``host:port`` (before Ray retries for a minute)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SemindexError(f"--ray {address}: not local, auto or a head's host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as error:
+        raise SemindexError(f"--ray {address}: no Ray head answers there ({error.strerror or error})") from None
+
+
+def _node_id() -> str:
     import ray
 
-    return ray.util.get_node_ip_address()
+    return ray.get_runtime_context().get_node_id()

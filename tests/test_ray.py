@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,8 @@ from indexer.store import StoredIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+"""The head and its drivers share a token of this test's own (nothing is written to ~/.ray)."""
 QUESTIONS = ["Who pays for open-source AI models?", "What did the article say about Meta?"]
 
 
@@ -49,7 +52,7 @@ def ray_head():
     ray_cli = BIN / "ray"
     port = free_port()
     temp = tempfile.mkdtemp(prefix="sray")  # short: Ray's unix sockets live under it
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = RAY_ENV
     start = subprocess.run(
         [str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
@@ -64,8 +67,7 @@ def ray_head():
 
 
 def semindex(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.run([str(BIN / "semindex"), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([str(BIN / "semindex"), *args], capture_output=True, text=True, timeout=timeout, env=RAY_ENV)
 
 
 def test_a_ray_build_is_the_index_a_local_build_makes(ray_head, tmp_path):
@@ -79,9 +81,11 @@ def test_a_ray_build_is_the_index_a_local_build_makes(ray_head, tmp_path):
     assert compare_indexes(expected=local, actual=on_ray) == []  # same passages, vectors within --check's tolerance
     stored = StoredIndex.open(on_ray)
     cluster = stored.manifest["build"]["ray"]
-    assert cluster["address"] == ray_head and cluster["nodes"] == ["127.0.0.1"]
+    # the head's one node embedded every passage, in worker processes of its own (Ray names a
+    # loopback node by the machine's address)
+    assert cluster["address"] == ray_head and len(cluster["nodes"]) == 1
     assert sum(worker["passages"] for worker in cluster["workers"]) == stored.count == stored.manifest["build"]["embedded"]
-    assert all(worker["pid"] != os.getpid() for worker in cluster["workers"])
+    assert 1 <= len({worker["pid"] for worker in cluster["workers"]}) <= 2  # --num-cpus 2: one embedder per CPU
     for question in QUESTIONS:
         answers = [semindex("ask", question, "--index", str(index), "--json") for index in (on_ray, local)]
         assert all(answer.returncode == 0 for answer in answers), [answer.stderr for answer in answers]
