@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,15 +33,18 @@ BATCH_SIZE = 64
 
 @dataclass
 class ClusterRun:
-    """What the cluster did, for the manifest's ``build`` entry: the address asked for, and how
-    many passages each worker process (node IP, pid) embedded."""
+    """What the cluster did, for the manifest's ``build`` entry: the address asked for, how
+    many passages each worker process (node IP, pid) embedded, and the seconds embedding took
+    (from joining the cluster to the last vector back)."""
 
     address: str
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         workers = [{"node": node, "pid": pid, "passages": count} for (node, pid), count in sorted(self.counts.items())]
-        return {"address": self.address, "nodes": sorted({node for node, _ in self.counts}), "workers": workers}
+        return {"address": self.address, "nodes": sorted({node for node, _ in self.counts}), "workers": workers,
+                "seconds": round(self.seconds, 3)}
 
 
 def require_ray() -> None:
@@ -108,6 +112,7 @@ def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_nam
     ``address``, and what the cluster did."""
     import numpy as np
 
+    began = time.perf_counter()
     connect(address)
     import ray
     import ray.data
@@ -142,6 +147,7 @@ def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_nam
         cause = getattr(error, "cause", None) or error
         reason = " ".join(str(cause).split())[:300]
         raise SemindexError(f"--ray {address}: embedding failed on the cluster ({reason})") from None
+    run.seconds = time.perf_counter() - began
     return vectors, run
 
 
