@@ -86,9 +86,11 @@ class BatchEmbedder:
 
     def __init__(self, *, model: str | None, precision: str, fingerprint: str, quantization: tuple[int, int]) -> None:
         from indexer.build_model import BuildModel
-        from indexer.embedder import ModelError
+        from indexer.embedder import Embedder, ModelError
 
-        self.model = BuildModel(model=model, precision=precision)
+        # local_only: a node loads the model from its own disk (the package, a folder, its
+        # Hugging Face cache), never from a hub
+        self.model = BuildModel(embedder=Embedder(model=model, local_only=True), precision=precision)
         self.single = precision != "fp32"  # int8 runs text by text anyway: one core per actor
         if self.model.fingerprint != fingerprint or self.model.quantization() != tuple(quantization):
             raise ModelError(f"the model on Ray node {_node_id()} is not the driver's (weights or int8 export "

@@ -106,3 +106,14 @@ def test_a_cluster_that_cannot_be_joined_fails_in_one_line_and_keeps_the_index(r
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("error: --ray 127.0.0.1:"), failed.stderr
     assert (index / "CURRENT").read_text() == live
+
+
+def test_an_fp32_ray_build_matches_a_local_one_within_the_check_tolerance(ray_head, tmp_path):
+    """fp32 texts are embedded in batches on the cluster: padding may move the last bits only."""
+    corpus = ROOT / "corpus"
+    on_ray, local = tmp_path / "on_ray", tmp_path / "local"
+    built = semindex("build", str(corpus), "--index", str(on_ray), "--precision", "fp32", "--ray", ray_head)
+    assert built.returncode == 0, built.stderr
+    assert semindex("build", str(corpus), "--index", str(local), "--precision", "fp32").returncode == 0
+    assert StoredIndex.open(on_ray).manifest.precision == "fp32"
+    assert compare_indexes(expected=local, actual=on_ray) == []
