@@ -1,8 +1,8 @@
 """`semindex build --ray`: a real Ray head on loopback embeds, the driver writes the index.
 
 The test starts the head itself (`ray start --head` on 127.0.0.1, bounded by timeouts) and
-stops it at the end, so `.ci/run` needs nothing extra; without Ray installed (the
-`semindex[ray]` extra) the cluster test is skipped and only the install hint is checked.
+stops it at the end, so `.ci/run` starts nothing; Ray comes with the `test` extra (through
+`semindex[ray]`). Without Ray the cluster tests are skipped and only the install hint is checked.
 """
 
 from __future__ import annotations
