@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "--ray needs Ray on this machine and every node: pip install 'semindex[ray]'"
 BATCH_SIZE = 64
+RETRIES = 3
 
 
 @dataclass
@@ -133,6 +134,9 @@ def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_nam
     embedded = items.map_batches(
         BatchEmbedder, batch_size=batch_size, batch_format="numpy", num_cpus=1,
         compute=ray.data.ActorPoolStrategy(size=workers),
+        # a dead worker is restarted and its batch run again, a few times: a node that keeps
+        # failing fails the build (Ray Data's default would retry forever)
+        max_restarts=RETRIES, max_task_retries=RETRIES,
         fn_constructor_kwargs={"model": model_name, "precision": precision, "fingerprint": model.fingerprint,
                                "quantization": model.quantization()},
     )
