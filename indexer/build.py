@@ -51,7 +51,8 @@ class BuildConfig:
     the one :func:`~indexer.faiss_build.choose_factory` picks for its size (a ``--faiss``
     given before), else to that choice; ``precision`` (``indexer.onnx_export.PRECISIONS``)
     to the live generation's, else int8 (``BuildModel.default_precision``). ``full``
-    embeds every passage again. ``embedder``: an already loaded model to embed with.
+    embeds every passage again. ``embedder``: an already loaded model to embed with. ``ray``:
+    the Ray cluster to embed on (``local``, ``auto`` or ``host:port``; see :mod:`indexer.ray_build`).
     """
 
     index: Path
@@ -64,6 +65,7 @@ class BuildConfig:
     precision: str | None = None
     progress: bool = False
     embedder: Embedder | None = None
+    ray: str | None = None
     warn: Warn = lambda message: None
     follow_links: bool = False
 
@@ -103,6 +105,7 @@ class BuildReport:
     reused: int = 0
     previous: str | None = None
     changes: dict[str, int] = field(default_factory=lambda: {"added": 0, "changed": 0, "removed": 0})
+    cluster: dict[str, Any] | None = None
 
 
 def build_index(*, corpus: Path, index: Path, **options: Any) -> BuildReport:
@@ -139,6 +142,10 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
     """Link, cut, embed and write: the build lock is held from reading the live generation to
     publishing the new one."""
     index, warn, precision = config.index, config.warn, config.precision
+    if config.ray:  # before any work: join the cluster (or fail in one line)
+        from indexer.ray_build import connect
+
+        connect(config.ray)
     with build_lock(index):
         live = live_name(index)
         # read first: a precision semindex does not know is an error, not an index to rebuild
@@ -159,7 +166,18 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
         factory = config.factory or choose_factory(len(passages))
         texts = [passage.embed_text for passage in passages]
         copy_groups = mark_copies(passages)
-        vectors = encoder.encode(texts, embed=lambda missing: embed_passages(model, missing, progress=config.progress))
+        cluster: dict[str, Any] = {}
+        if config.ray:
+            from indexer.ray_build import embed_on_ray
+
+            def embed(missing: list[str]) -> Any:
+                vectors, run = embed_on_ray(model, missing, address=config.ray, model_name=config.model)
+                cluster["ray"] = run.to_dict()
+                return vectors
+        else:
+            def embed(missing: list[str]) -> Any:
+                return embed_passages(model, missing, progress=config.progress)
+        vectors = encoder.encode(texts, embed=embed)
         embedded, reused = encoder.last_missing, encoder.last_reused
         for message in model.warnings:
             warn(message)
@@ -183,7 +201,7 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
                 model=model, settings=config.settings, keyword=config.keyword, factory=factory, parsed=parsed,
                 passages=passages, articles=kept_articles, skipped=skipped, links=links, inputs=inputs,
                 corpus=_relative_corpus(config.corpus, index), previous=live,
-                build={"full": cache is None, "embedded": embedded, "reused": reused},
+                build={"full": cache is None, "embedded": embedded, "reused": reused, **cluster},
                 checksums=store.checksums(folder),
             )
             store.write_json(folder / MANIFEST, manifest.to_json())
@@ -199,6 +217,7 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
         chrome_blocks=sum(len(p.chrome) for p in parsed), seconds=time.perf_counter() - began,
         unchanged=False, full=cache is None, embedded=embedded, reused=reused,
         previous=live, changes=_changes(previous.manifest if previous else None, inputs),
+        cluster=cluster.get("ray"),
     )
 
 

@@ -103,6 +103,7 @@ def build(
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster; checked to keep mean cosine >= 0.98 to fp32, else a default build embeds at fp32). Default: INDEX's current precision, else int8.")] = None,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Index files that symbolic links lead to outside CORPUS (default: skip them, with a note).")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Embed on a Ray cluster: 'local' (start one here), 'auto', or the head's host:port. Needs semindex[ray] on every node.")] = None,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index
@@ -123,7 +124,7 @@ def build(
             kept = KeptSettings.of(index)
             build_index(corpus=corpus, index=fresh, model=model, settings=settings or kept.chunking,
                         factory=faiss_factory or kept.factory, warn=_warn, precision=chosen or kept.precision(),
-                        follow_links=follow_links)
+                        follow_links=follow_links, ray=ray)
             problems = compare_indexes(expected=fresh, actual=index)
         from query.display import for_people, one_line
 
@@ -138,7 +139,7 @@ def build(
         return
     report = build_index(
         corpus=corpus, index=index, model=model, settings=settings, factory=faiss_factory, warn=_warn, progress=True,
-        full=full, precision=chosen, follow_links=follow_links,
+        full=full, precision=chosen, follow_links=follow_links, ray=ray,
     )
     from query.cli_output import print_build_report
 

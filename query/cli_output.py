@@ -49,6 +49,8 @@ def print_build_report(report, *, corpus: Path) -> None:
         )
     for link in report.links:
         out.print(f"  linked {link['file']} → {link['article']} (score {link['score']:.2f})")
+    if report.cluster:
+        out.print(f"  embedded on Ray at {report.cluster['address']} by {len(report.cluster['workers'])} workers")
     if report.chrome_blocks:
         out.print(f"  left out {report.chrome_blocks} blocks of site chrome (see: semindex info)")
     if report.skipped:
