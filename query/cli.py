@@ -45,6 +45,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 FaissParamsOption = Annotated[
     Optional[str], typer.Option("--faiss-params", help="FAISS search parameters, e.g. nprobe=64 or efSearch=256.")
 ]
+ReaderOption = Annotated[Optional[str], typer.Option(
+    "--reader", help="llm (a local model reads the top passages; needs semindex[reader]) or sentence (the sentence "
+                     "picker). Default: llm where it is installed.", callback=lambda v: _check_reader(v))]
 
 
 def _check_mode(mode: str) -> str:
@@ -53,6 +56,12 @@ def _check_mode(mode: str) -> str:
     if mode not in MODES:
         raise typer.BadParameter(f"{mode!r} is not one of {', '.join(MODES)}", param_hint="--mode")
     return mode
+
+
+def _check_reader(reader: str | None) -> str | None:
+    if reader is not None and reader not in ("llm", "sentence"):
+        raise typer.BadParameter(f"{reader!r} is not one of llm, sentence", param_hint="--reader")
+    return reader
 
 
 def _console(stderr: bool = False):
@@ -167,11 +176,15 @@ def ask(
     mode: ModeOption = "hybrid",
     faiss_params: FaissParamsOption = None,
     as_json: JsonOption = False,
+    reader: ReaderOption = None,
+    reader_model: Annotated[Optional[Path], typer.Option("--reader-model", help="A GGUF model file for --reader llm "
+                                                         "(default: the model semindex[reader] installs).")] = None,
 ) -> None:
     """A short answer with its citation (or none), and the passages behind it."""
-    from query import ask as run_ask
+    from query.llm_reader import ask_with_reader
 
-    answer = run_ask(question, index=index, k=k, mode=mode, faiss_params=faiss_params)
+    answer = ask_with_reader(question, reader=reader, reader_model=reader_model, index=index, k=k, mode=mode,
+                             faiss_params=faiss_params)
     for warning in answer.warnings:
         _warn(warning)
     if as_json:
@@ -266,7 +279,7 @@ def info(
 
 @app.command("eval")
 def evaluate(
-    target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],
+    target: Annotated[Path, typer.Argument(help="Gold questions YAML, a folder in BEIR layout, or a SQuAD JSON file.")],
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: test where the folder has it, else its only split).")] = None,
@@ -274,12 +287,21 @@ def evaluate(
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
     as_json: JsonOption = False,
+    reader: ReaderOption = None,
 ) -> None:
-    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET."""
+    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET;
+    for SQuAD JSON: em, f1, answered, wrong, abstain, para@1/5 and latency of the answers."""
     from indexer.errors import SemindexError
     from query.evaluate import evaluate_beir, evaluate_gold
+    from query.squad import is_squad
 
     modes = [_check_mode(m) for m in mode]
+    if target.is_file() and is_squad(target):
+        _evaluate_squad(target, index=index, modes=modes, split=split, limit=limit, precision=precision, model=model,
+                        reader=reader, as_json=as_json)
+        return
+    if reader is not None:
+        raise SemindexError(f"{target}: --reader applies to a SQuAD JSON file")
     if target.is_dir():
         if index is not None:
             raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
@@ -305,6 +327,33 @@ def evaluate(
     table = Table(title=f"{target}" + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
     columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
                "latency_mean_ms", "latency_p95_ms"]
+    for column in columns:
+        table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    _console().print(table)
+
+
+def _evaluate_squad(target: Path, *, index, modes: list[str], split, limit, precision, model, reader, as_json) -> None:
+    """``semindex eval`` of a SQuAD JSON file: its articles indexed into the eval cache, each
+    question asked end to end with the reader."""
+    from indexer.errors import SemindexError
+    from query.squad import evaluate_squad
+
+    given = [flag for flag, value in (("--index", index), ("--split", split), ("--precision", precision),
+                                      ("--model", model)) if value is not None]
+    if given:
+        raise SemindexError(f"{target}: {', '.join(given)} do(es) not apply to a SQuAD file; it is indexed into its own cache")
+    rows = [evaluate_squad(target, reader=reader or "sentence", mode=m, limit=limit, progress=not as_json).to_dict()
+            for m in modes]
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=str(target))
+    columns = ["mode", "reader", "em", "f1", "answered", "wrong", "abstain", "para@1", "para@5", "answerable",
+               "unanswerable", "latency_p50_ms", "latency_p95_ms"]
     for column in columns:
         table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")
     for row in rows:
