@@ -74,7 +74,7 @@ def llm_factory(chat: ReplayChat, holder: dict):
 
 def features(last: dict) -> dict:
     return {"replies": [reply.text for reply in last.get("replies", [])], "logprob": last.get("logprob"),
-            "coverage": last.get("coverage"), "fallback": bool(last.get("fallback"))}
+            "coverage": last.get("coverage"), "first": last.get("rank") == 1, "fallback": bool(last.get("fallback"))}
 
 
 def run_squad(path: Path, *, model: str | None, limit: int, chat: ReplayChat | None) -> list[dict]:
@@ -130,6 +130,7 @@ def run_gold(path: Path, *, chat: ReplayChat | None, index: Path, corpus: Path) 
     searcher = open_searcher(index)
     holder: dict = {}
     read = llm_factory(chat, holder)(searcher) if chat else reader_for("sentence", searcher=searcher)
+    read("warm-up", searcher.search("warm-up", k=5))  # the model loads here, not in the first question's latency
     rows = []
     for entry in yaml.safe_load(path.read_text()):
         before = chat.replayed if chat else 0.0
@@ -168,22 +169,24 @@ def summary(rows: list[dict]) -> dict:
 
 
 def fit(rows: list[dict]) -> tuple[dict[str, float], float]:
-    """Logistic weights of (mean token log-probability, keyword coverage) predicting a right
+    """Logistic weights of (mean token log-probability, keyword coverage, answer from the first
+    passage) predicting a right
     answer, over the rows where the model's reply was found; then the threshold that
     maximises right minus wrong confident answers (an answer to an unanswerable is wrong)."""
     import numpy as np
 
     used = [row for row in rows if row["logprob"] is not None]
-    x = np.array([[row["logprob"], row["coverage"], 1.0] for row in used])
+    x = np.array([[row["logprob"], row["coverage"], float(row["first"]), 1.0] for row in used])
     y = np.array([float(row["right_any"]) for row in used])
-    w = np.zeros(3)
+    w = np.zeros(4)
     for _ in range(2000):  # gradient descent on the log-loss, a little L2 so separable data stays finite
         p = 1 / (1 + np.exp(-x @ w))
         w -= 0.1 * (x.T @ (p - y) / len(y) + 0.01 * w)
     confidence = 1 / (1 + np.exp(-x @ w))
     best = max(sorted(set(np.round(confidence, 3))),
                key=lambda t: float(((confidence >= t) * (2 * y - 1)).sum()))
-    return {"logprob": round(float(w[0]), 3), "coverage": round(float(w[1]), 3), "bias": round(float(w[2]), 3)}, float(best)
+    names = ("logprob", "coverage", "first", "bias")
+    return {name: round(float(value), 3) for name, value in zip(names, w)}, float(best)
 
 
 def main() -> None:

@@ -344,7 +344,10 @@ def _evaluate_squad(target: Path, *, index, modes: list[str], split, limit, prec
                                       ("--model", model)) if value is not None]
     if given:
         raise SemindexError(f"{target}: {', '.join(given)} do(es) not apply to a SQuAD file; it is indexed into its own cache")
-    rows = [evaluate_squad(target, reader=reader or "sentence", mode=m, limit=limit, progress=not as_json).to_dict()
+    from query.llm_reader import reader_available
+
+    reader = reader or ("llm" if reader_available() is None else "sentence")
+    rows = [evaluate_squad(target, reader=reader, mode=m, limit=limit, progress=not as_json).to_dict()
             for m in modes]
     if as_json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))

