@@ -105,7 +105,7 @@ def test_evaluate_squad_end_to_end_with_the_sentence_reader(squad_file, tmp_path
 def test_cli_eval_takes_a_squad_file(squad_file):
     # its index goes to the user's eval cache, like a BEIR folder's
     done = subprocess.run([sys.executable, "-m", "query.cli", "eval", str(squad_file), "--reader", "sentence", "--json",
-                           "--limit", "4"], capture_output=True, text=True, env=env)
+                           "--limit", "4"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)
     assert row["reader"] == "sentence" and row["queries"] == 4
