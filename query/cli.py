@@ -68,6 +68,11 @@ def _check_date(value: str | None, option: str, *, last: bool = False) -> str | 
     return value
 
 
+ReaderOption = Annotated[Optional[str], typer.Option(
+    "--reader", help="llm (a local model reads the top passages; needs semindex[reader]) or sentence (the sentence "
+                     "picker). Default: llm where it is installed.", callback=lambda v: _check_reader(v))]
+
+
 def _check_mode(mode: str) -> str:
     from query.searcher import MODES
 
@@ -76,14 +81,10 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # markup and emoji codes off: corpus text, titles and file names may hold "[...]" or
-    # ":fire:", which rich would read as style tags (and fail on, or drop) or replace with
-    # emoji; styles are given as Text instead
-    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=False, width=None if stream.isatty() else 150)
+def _check_reader(reader: str | None) -> str | None:
+    if reader is not None and reader not in ("llm", "sentence"):
+        raise typer.BadParameter(f"{reader!r} is not one of llm, sentence", param_hint="--reader")
+    return reader
 
 
 def _warn(message: str) -> None:
@@ -136,7 +137,9 @@ def build(
     )
     from rich.text import Text
 
-    console = _console()
+    from query.cli_show import console as make_console
+
+    console = make_console()
     if report.unchanged:
         console.print(f"{report.index}/{report.generation} is up to date with {corpus} ({report.passages} passages); nothing to do")
         return
@@ -187,7 +190,9 @@ def search(
         data = search_to_dict(question, mode=mode, hits=hits, warning=warning, filters=filters)
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    _print_hits(hits)
+    from query.cli_show import print_hits
+
+    print_hits(hits)
 
 
 @app.command()
@@ -203,34 +208,28 @@ def ask(
     topic: TopicOption = None,
     path: PathOption = None,
     as_json: JsonOption = False,
+    reader: ReaderOption = None,
+    reader_model: Annotated[Optional[Path], typer.Option("--reader-model", help="A GGUF model file for --reader llm "
+                                                         "(default: the model semindex[reader] installs).")] = None,
 ) -> None:
     """A short answer with its citation (or none), and the passages behind it."""
     from query.filters import Filters
     from query.index import Index
+    from query.llm_reader import default_reader_note, reader_for
 
     filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
-    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params, **_filter_args(filters))
+    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params,
+                                   reader=reader_for(reader, model=reader_model), **_filter_args(filters))
+    if reader is None and reader_model is None and (note := default_reader_note()):
+        answer.warnings.append(note)
     for warning in answer.warnings:
         _warn(warning)
     if as_json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return
-    from rich.text import Text
+    from query.cli_show import print_answer
 
-    console = _console()
-    if answer.answer is None:
-        console.print(Text.assemble(("No confident answer", "bold"),
-                                    f" in the corpus (confidence {answer.confidence:.2f}); nearest passages:"))
-    else:
-        hit = answer.hits[answer.answer_hit - 1]
-        start = answer.answer_chars[0] - hit.citation.chars[0]
-        end = answer.answer_chars[1] - hit.citation.chars[0]
-        console.print(Text.assemble(("Answer: ", "bold"), (answer.answer, "bold green")))
-        if hit.text.strip() != answer.answer.strip():
-            console.print(Text.assemble(hit.text[:start], (hit.text[start:end], "bold reverse green"), hit.text[end:]))
-        console.print(f"  — {_cite(hit.citation)}  (confidence {answer.confidence:.2f})")
-        console.print()
-    _print_hits(answer.hits)
+    print_answer(answer)
 
 
 def _filter_args(filters) -> dict:
@@ -238,33 +237,6 @@ def _filter_args(filters) -> dict:
     import dataclasses
 
     return dataclasses.asdict(filters)
-
-
-def _cite(citation) -> str:
-    parts = [citation.title or citation.file, citation.publisher, citation.published, citation.url]
-    where = f"{citation.file}:{citation.lines[0]}-{citation.lines[1]}"
-    return ", ".join(p for p in parts if p) + f" [{where}]"
-
-
-def _print_hits(hits) -> None:
-    from rich.table import Table
-
-    table = Table(show_lines=True, expand=True)
-    table.add_column("#", justify="right", width=2)
-    table.add_column("score", justify="right", width=6)
-    table.add_column("passage", ratio=3)
-    table.add_column("citation", ratio=2, overflow="fold")
-    for hit in hits:
-        c = hit.citation
-        cite = "\n".join(
-            p for p in (
-                c.title, ", ".join(x for x in (c.publisher, c.published) if x), c.url,
-                f"{c.file} lines {c.lines[0]}-{c.lines[1]}",
-            ) if p
-        )
-        text = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
-        table.add_row(str(hit.rank), f"{hit.score:.3f}", text, cite)
-    _console().print(table)
 
 
 @app.command()
@@ -284,51 +256,9 @@ def info(
     if as_json:
         print(json.dumps({**manifest, "filterable": filterable}, ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
-    from rich.text import Text
+    from query.cli_show import print_manifest
 
-    console = _console()
-    model = manifest["model"]
-    console.print(Text.assemble((str(folder / opened.generation), "bold"), f" (format {manifest['format_version']}, built {manifest['built_at']})"))
-    precision = model.get("precision", "fp32")
-    if precision != "fp32":
-        precision += f" (recipe {model.get('int8_recipe', 1)}, {model.get('int8_fp32_matmuls', 0)} MatMuls at fp32)"
-    console.print(f"model {model['id']} ({model['dimension']} dims, {model['fingerprint'][:19]}…, {precision}), "
-                  f"FAISS {manifest['faiss']['factory']}, chunking {manifest['chunking']}")
-    console.print("counts: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()))
-    files = Table("file", "passages", "sha256", title="files")
-    for name, entry in manifest["files"].items():
-        files.add_row(name, str(entry["passages"]), entry["sha256"][:12])
-    console.print(files)
-    for link in manifest["links"]:
-        console.print(f"linked body {link['file']} → {link['article']} (score {link['score']}, runner-up {link['runner_up']})")
-    if manifest["chrome"]:
-        chrome = Table("file", "lines", "kind", "text", title="left out as site chrome")
-        for block in manifest["chrome"]:
-            chrome.add_row(block["file"], f"{block['lines'][0]}-{block['lines'][1]}", block["kind"], block["text"])
-        console.print(chrome)
-    for problem in manifest["skipped"]:
-        console.print(f"skipped: {problem}")
-    _print_filterable(console, filterable, folder=folder)
-
-
-def _print_filterable(console, filterable, *, folder: Path) -> None:
-    """The filterable values: dates, then a table of publishers and topics."""
-    from rich.table import Table
-
-    from indexer.manifest import rebuild_hint
-
-    if filterable is None:
-        console.print(f"filters: none (built before filters); {rebuild_hint(folder)}")
-        return
-    dates = filterable["dates"]
-    console.print(f"filterable dates (--since/--until): {dates['first'] or '-'} to {dates['last'] or '-'}"
-                  f" ({dates['undated_passages']} passages undated)")
-    table = Table("filter", "value", "passages", title="filterable values")
-    for option, key in (("--publisher", "publishers"), ("--topic", "topics")):
-        for entry in filterable[key]:
-            table.add_row(option, entry["name"], str(entry["passages"]))
-    console.print(table)
+    print_manifest(manifest, filterable, folder=folder, generation=opened.generation)
 
 
 @app.command()
@@ -359,7 +289,7 @@ def mcp(index: IndexOption = None) -> None:
 
 @app.command("eval")
 def evaluate(
-    target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],
+    target: Annotated[Path, typer.Argument(help="Gold questions YAML, a folder in BEIR layout, or a SQuAD JSON file.")],
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: test where the folder has it, else its only split).")] = None,
@@ -367,12 +297,21 @@ def evaluate(
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
     as_json: JsonOption = False,
+    reader: ReaderOption = None,
 ) -> None:
-    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET."""
+    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET;
+    for SQuAD JSON: em, f1, answered, wrong, abstain, para@1/5 and latency of the answers."""
     from indexer.errors import SemindexError
     from query.evaluate import evaluate_beir, evaluate_gold
+    from query.squad import is_squad
 
     modes = [_check_mode(m) for m in mode]
+    if target.is_file() and is_squad(target):
+        _evaluate_squad(target, index=index, modes=modes, split=split, limit=limit, precision=precision, model=model,
+                        reader=reader, as_json=as_json)
+        return
+    if reader is not None:
+        raise SemindexError(f"{target}: --reader applies to a SQuAD JSON file")
     if target.is_dir():
         if index is not None:
             raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
@@ -393,16 +332,35 @@ def evaluate(
     if as_json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
         return
-    from rich.table import Table
+    from query.cli_show import print_rows
 
-    table = Table(title=f"{target}" + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
-    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
-               "latency_mean_ms", "latency_p95_ms"]
-    for column in columns:
-        table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
-    _console().print(table)
+    print_rows(rows, ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer",
+                      "queries", "latency_mean_ms", "latency_p95_ms"],
+               title=f"{target}" + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
+
+
+def _evaluate_squad(target: Path, *, index, modes: list[str], split, limit, precision, model, reader, as_json) -> None:
+    """``semindex eval`` of a SQuAD JSON file: its articles indexed into the eval cache, each
+    question asked end to end with the reader."""
+    from indexer.errors import SemindexError
+    from query.squad import evaluate_squad
+
+    given = [flag for flag, value in (("--index", index), ("--split", split), ("--precision", precision),
+                                      ("--model", model)) if value is not None]
+    if given:
+        raise SemindexError(f"{target}: {', '.join(given)} do(es) not apply to a SQuAD file; it is indexed into its own cache")
+    from query.llm_reader import reader_available
+
+    reader = reader or ("llm" if reader_available() is None else "sentence")
+    rows = [evaluate_squad(target, reader=reader, mode=m, limit=limit, progress=not as_json).to_dict()
+            for m in modes]
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return
+    from query.cli_show import print_rows
+
+    print_rows(rows, ["mode", "reader", "em", "f1", "answered", "wrong", "abstain", "para@1", "para@5", "answerable",
+                      "unanswerable", "latency_p50_ms", "latency_p95_ms"], title=str(target))
 
 
 def _usage_error_line(error: Exception, *, args: list[str]) -> str:
