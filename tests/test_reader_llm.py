@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from query.index import Index
-from query.llm_reader import LlmReader, Reply, reader_available, reader_for
-from query.readers import ReaderTools, SentenceReader
+from query.llm_reader import LlmReader, PromptTooLong, Reply, reader_available, reader_for
+from query.readers import Reader, ReaderTools, SentenceReader
 from query.results import Answer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +68,23 @@ def test_a_reply_in_no_passage_is_asked_again_then_left_to_the_sentence_picker(i
     assert answer.answer == sentence.answer and answer.answer_chars == sentence.answer_chars
     assert "Jane Roe" not in (answer.answer or "") and answer.reader == "sentence"
     assert trace.fallback and len(trace.replies) == 2
+
+
+def test_a_prompt_over_the_models_context_is_left_to_the_sentence_picker(index, tools):
+    def too_long(messages):
+        raise PromptTooLong("request (6029 tokens) exceeds the available context size (2048 tokens)")
+
+    question = "Who is the executive director of EleutherAI?"
+    hits = index.search(question, k=5)
+    answer, trace = LlmReader(chat=too_long).read_traced(question, hits, tools=tools)
+    assert answer == SentenceReader().read(question, hits, tools=tools) and trace.fallback and not trace.replies
+
+
+def test_readers_by_name():
+    assert isinstance(reader_for("sentence"), SentenceReader)
+    assert isinstance(LlmReader(), Reader) and LlmReader().passages >= SentenceReader().passages
+    with pytest.raises(Exception, match="applies to --reader llm"):
+        reader_for("sentence", model="model.gguf")
 
 
 def test_none_abstains_without_asking_again(index, tools):
