@@ -96,9 +96,12 @@ class Engine:
         self.lock = threading.Lock()
 
     def chat(self, messages: list[dict[str, str]], *, max_tokens: int = MAX_ANSWER_TOKENS) -> Reply:
-        """The greedy reply to ``messages`` with its tokens' log-probabilities."""
+        """The greedy reply to ``messages`` with its tokens' log-probabilities. The prompt is
+        evaluated afresh each time: reusing the previous request's cached prefix changes the
+        arithmetic (batch splits), so the same question would get a slightly different
+        confidence, or even reply, depending on what was asked before."""
         request = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "logprobs": True,
-                   "top_logprobs": 1, "cache_prompt": True, "seed": 0}
+                   "top_logprobs": 1, "cache_prompt": False, "seed": 0}
         began = time.perf_counter()
         with self.lock:
             response = self.server.handle_chat_completions(request)
