@@ -190,6 +190,9 @@ def search(
         data = search_to_dict(question, mode=mode, hits=hits, warning=warning, filters=filters)
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    if not hits:
+        print("No passages found" + (" (no passage matches the filters)" if filters.active else ""))
+        return
     from query.cli_show import print_hits
 
     print_hits(hits)
