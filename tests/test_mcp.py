@@ -27,7 +27,9 @@ def session_results(bundled_index: Path) -> dict:
             return {
                 "tools": {tool.name: tool for tool in (await client.list_tools()).tools},
                 "search": await client.call_tool("search", {"query": QUESTION, "k": 3, "mode": "hybrid"}),
-                "ask": await client.call_tool("ask", {"question": QUESTION, "reader": "sentence", "k": 3}),
+                "ask": await client.call_tool("ask", {"question": QUESTION, "k": 3}),
+                "ask_sentence": await client.call_tool("ask", {"question": QUESTION, "reader": "sentence", "k": 3}),
+                "bad_reader": await client.call_tool("ask", {"question": QUESTION, "reader": "magic"}),
                 "info": await client.call_tool("info", {}),
                 "empty": await client.call_tool("ask", {"question": "  "}),
                 "bad_k": await client.call_tool("search", {"query": QUESTION, "k": 500}),
@@ -43,17 +45,19 @@ def test_the_tools_and_their_arguments(session_results: dict) -> None:
     assert set(tools["ask"].input_schema["properties"]) >= {"question", "reader"}
 
 
-@pytest.mark.parametrize("command", ["search", "ask"])
+@pytest.mark.parametrize(("call", "command"), [("search", ["search"]), ("ask", ["ask"]),
+                                             ("ask_sentence", ["ask", "--reader", "sentence"])])
 def test_structured_content_is_the_cli_json_and_the_text_cites(session_results: dict, bundled_index: Path,
-                                                              command: str) -> None:
-    cli = semindex(command, QUESTION, "-k", "3", "--index", str(bundled_index), "--json")
-    result = session_results[command]
+                                                              call: str, command: list[str]) -> None:
+    """``ask`` without a reader takes the CLI's default (llm where it is installed)."""
+    cli = semindex(command[0], QUESTION, *command[1:], "-k", "3", "--index", str(bundled_index), "--json")
+    result = session_results[call]
     assert not result.is_error
     assert result.structured_content == json.loads(cli.stdout)
     text = result.content[0].text
     first = result.structured_content["hits"][0]["citation"]
     assert f"{first['file']}:{first['lines'][0]}-{first['lines'][1]}" in text and first["title"] in text
-    if command == "ask":
+    if call != "search":
         assert text.startswith("Answer: ") and "Stella Biderman" in text.splitlines()[0]
 
 
@@ -64,6 +68,7 @@ def test_info_names_the_generation(session_results: dict, bundled_index: Path) -
 
 
 def test_bad_calls_are_tool_errors_in_one_line(session_results: dict) -> None:
-    empty, bad_k = session_results["empty"], session_results["bad_k"]
+    empty, bad_k, bad_reader = session_results["empty"], session_results["bad_k"], session_results["bad_reader"]
     assert empty.is_error and "the question is empty" in empty.content[0].text
+    assert bad_reader.is_error and "reader" in bad_reader.content[0].text and "Traceback" not in bad_reader.content[0].text
     assert bad_k.is_error and "k" in bad_k.content[0].text and "Traceback" not in bad_k.content[0].text

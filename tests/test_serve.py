@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from serving import Server, semindex
 
+from query.llm_reader import reader_available
+
 QUESTION = "Who is the executive director of EleutherAI?"
 
 
@@ -46,6 +48,19 @@ def test_filters_give_the_cli_hits(server: Server, bundled_index: Path, command:
     bad = server.request("GET", f"/{command}", params={"q": QUESTION, "since": "2023-13-45"})
     assert bad.status == 422 and "2023-13-45" in bad.json()["error"]
 
+@pytest.mark.parametrize("reader", ["sentence", "llm"])
+def test_ask_with_a_reader_answers_exactly_the_cli_json(server: Server, bundled_index: Path, reader: str) -> None:
+    if reader == "llm" and (why := reader_available()):
+        pytest.skip(f"reader not installed: {why}")
+    cli = semindex("ask", QUESTION, "-k", "3", "--reader", reader, "--index", str(bundled_index), "--json")
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)
+    got = server.request("GET", "/ask", params={"q": QUESTION, "k": 3, "reader": reader})
+    posted = server.request("POST", "/ask", body={"q": QUESTION, "k": 3, "reader": reader})
+    assert got.json() == posted.json() == expected
+    assert expected["reader"] == reader and "Stella Biderman" in expected["answer"] and expected["evidence"]
+
+
 def test_info_is_the_manifest_and_healthz_names_the_generation(server: Server, bundled_index: Path) -> None:
     cli = semindex("info", "--index", str(bundled_index), "--json")
     info = server.request("GET", "/info")
@@ -68,6 +83,10 @@ BAD_REQUESTS = [
     ("POST", "/search", None, {"q": "x", "filter": "y"}, 422, "filter: unknown field"),
     ("POST", "/ask", None, {"k": 3}, 422, "q:"),
     ("POST", "/ask", None, {"q": "x", "k": 1.5}, 422, "k:"),
+    ("GET", "/ask", {"q": "x", "reader": "magic"}, None, 422, "reader:"),
+    ("POST", "/ask", None, {"q": "x", "reader": "magic"}, 422, "reader:"),
+    ("GET", "/search", {"q": "x", "reader": "sentence"}, None, 422, "reader: unknown field"),
+    ("POST", "/search", None, {"q": "x", "reader": "sentence"}, 422, "reader: unknown field"),
     ("POST", "/search", None, {"q": "\ud800"}, 422, "q:"),
     ("POST", "/search", None, ["x"], 422, "body:"),
     ("POST", "/search", None, b"{not json", 422, "not valid JSON"),

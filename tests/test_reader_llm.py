@@ -1,0 +1,174 @@
+"""The LLM reader: short answers that are the cited file's own text, or the sentence picker, or none.
+
+The model tests need the reader extra (``make test`` installs it); without it they are skipped."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from query.index import Index
+from query.llm_reader import LlmReader, PromptTooLong, Reply, reader_available, reader_for
+from query.readers import Reader, ReaderTools, SentenceReader
+from query.results import Answer
+
+ROOT = Path(__file__).resolve().parents[1]
+INDEX, CORPUS = ROOT / "index", ROOT / "corpus"
+GOLD = ROOT.parent / "shared" / "eval" / "questions.yaml"
+needs_model = pytest.mark.skipif(reader_available() is not None, reason=f"reader not installed: {reader_available()}")
+
+
+def semindex(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "query.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def index():
+    return Index.open(INDEX)
+
+
+@pytest.fixture(scope="module")
+def tools(index):
+    searcher = index.searcher()
+    return ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
+
+
+def scripted(*replies: str):
+    """A chat that says ``replies`` in turn (the model's side of a conversation, for the
+    verification logic; the real model is tested below)."""
+    said = iter(replies)
+    return lambda messages: Reply(text=next(said), logprobs=(-0.01,), seconds=0.0)
+
+
+def file_text(answer: Answer) -> str:
+    text = (CORPUS / answer.citations[0].file).read_text(encoding="utf-8")
+    return text[answer.answer_chars[0]:answer.answer_chars[1]]
+
+
+def test_a_reply_found_in_a_passage_is_that_span_of_the_file(index):
+    question = "Who is the executive director of EleutherAI?"
+    answer = index.ask(question, reader=LlmReader(chat=scripted('"stella biderman."')))
+    assert answer.answer == "Stella Biderman" and file_text(answer) == answer.answer  # the file's case, not the model's
+    hit = answer.hits[answer.answer_hit - 1]
+    assert hit.citation == answer.citations[0] and answer.reader == "llm"
+    assert "Stella Biderman" in answer.evidence and answer.evidence in hit.text and answer.evidence != answer.answer
+
+
+def test_a_reply_in_no_passage_is_asked_again_then_left_to_the_sentence_picker(index, tools):
+    question = "Who is the executive director of EleutherAI?"
+    hits = index.search(question, k=5)
+    answer, trace = LlmReader(chat=scripted("Dr. Jane Roe", "Jane Roe, PhD")).read_traced(question, hits, tools=tools)
+    sentence = SentenceReader().read(question, hits, tools=tools)
+    assert answer.answer == sentence.answer and answer.answer_chars == sentence.answer_chars
+    assert "Jane Roe" not in (answer.answer or "") and answer.reader == "sentence"
+    assert trace.fallback and len(trace.replies) == 2
+
+
+def test_a_prompt_over_the_models_context_is_left_to_the_sentence_picker(index, tools):
+    def too_long(messages):
+        raise PromptTooLong("request (6029 tokens) exceeds the available context size (2048 tokens)")
+
+    question = "Who is the executive director of EleutherAI?"
+    hits = index.search(question, k=5)
+    answer, trace = LlmReader(chat=too_long).read_traced(question, hits, tools=tools)
+    assert answer == SentenceReader().read(question, hits, tools=tools) and trace.fallback and not trace.replies
+
+
+def test_readers_by_name():
+    assert isinstance(reader_for("sentence"), SentenceReader)
+    assert isinstance(LlmReader(), Reader) and LlmReader().passages >= SentenceReader().passages
+    with pytest.raises(Exception, match="applies to --reader llm"):
+        reader_for("sentence", model="model.gguf")
+
+
+def test_none_abstains_without_asking_again(index, tools):
+    question = "Who won the 2022 FIFA World Cup?"
+    answer, trace = LlmReader(chat=scripted("NONE")).read_traced(question, index.search(question, k=5), tools=tools)
+    assert answer.answer is None and not answer.confident and answer.answer_chars is None
+    assert answer.reader == "llm" and answer.evidence is None and len(trace.replies) == 1
+
+
+def test_one_reader_answers_concurrent_questions_each_from_its_own_passages(index):
+    """The server shares one reader between its threads: no answer may carry another's."""
+    names = {"Who is the executive director of EleutherAI?": "Stella Biderman",
+             "Who won the 2022 FIFA World Cup?": "NONE"}
+
+    def chat(messages):  # the reply depends only on the question asked
+        return Reply(text=next(reply for q, reply in names.items() if q in messages[-1]["content"]),
+                     logprobs=(-0.01,), seconds=0.0)
+
+    reader, answers, lock = LlmReader(chat=chat), [], threading.Lock()
+
+    def ask(question: str) -> None:
+        answer = index.ask(question, reader=reader)
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=ask, args=(question,)) for question in list(names) * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 8
+    for answer in answers:
+        assert answer.answer == (None if names[answer.question] == "NONE" else names[answer.question])
+
+
+def test_search_never_loads_the_reader():
+    code = ("import sys\nfrom query.cli import main\nsys.argv = ['semindex', 'search', 'EleutherAI', '--index', "
+            f"{str(INDEX)!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'xllamacpp' not in sys.modules and 'query.llm_reader' not in sys.modules, 'loaded'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_reader_model_is_one_line_exit_2(tmp_path):
+    result = semindex("ask", "Who?", "--index", str(INDEX), "--reader", "llm", "--reader-model", str(tmp_path / "no.gguf"))
+    assert result.returncode == 2 and result.stderr == f"error: {tmp_path / 'no.gguf'}: no such model file (--reader-model takes a .gguf file)\n"
+
+
+@pytest.fixture(scope="module")
+def gold_answers(index):
+    """Every gold question asked once with the real model."""
+    reader = reader_for("llm")
+    entries = yaml.safe_load(GOLD.read_text(encoding="utf-8"))
+    return [(entry, index.ask(entry["question"], reader=reader)) for entry in entries]
+
+
+@needs_model
+def test_every_confident_gold_answer_is_the_files_text_at_answer_chars(gold_answers):
+    confident = [answer for _, answer in gold_answers if answer.confident]
+    assert confident
+    for answer in confident:
+        assert file_text(answer) == answer.answer
+        hit = answer.hits[answer.answer_hit - 1]
+        assert hit.citation.chars[0] <= answer.answer_chars[0] < answer.answer_chars[1] <= hit.citation.chars[1]
+
+
+@needs_model
+def test_gold_unanswerable_questions_are_abstained(gold_answers):
+    assert [answer.answer for entry, answer in gold_answers if not entry["answers"]] == [None, None]
+
+
+@needs_model
+def test_ask_llm_json_gives_a_short_answer_with_its_span():
+    result = semindex("ask", "Who is the executive director of EleutherAI?", "--index", str(INDEX), "--reader", "llm",
+                      "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["answer"] == "Stella Biderman" and data["confident"] and data["reader"] == "llm"
+    assert "Stella Biderman" in data["evidence"]
+    text = (CORPUS / data["citations"][0]["file"]).read_text(encoding="utf-8")
+    assert text[data["answer_chars"][0]:data["answer_chars"][1]] == "Stella Biderman"
+
+
+def test_unknown_reader_is_a_usage_error():
+    result = semindex("ask", "Who?", "--index", str(INDEX), "--reader", "magic")
+    assert result.returncode == 2 and "--reader" in result.stderr and result.stderr.count("\n") == 1
+
