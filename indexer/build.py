@@ -34,7 +34,7 @@ from indexer.faiss_build import choose_factory, new_faiss_index
 from indexer.fingerprints import package_versions, pipeline_fingerprint
 from indexer.generation import build_lock, generations_in_use, live_name, remove_stale_generations, write_generation, \
     write_vectors
-from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex, KeywordSettings
+from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, PARAGRAPH_KEYWORD_DIR, KeywordIndex, KeywordSettings
 from indexer.linking import link_bodies, merge_articles
 from indexer.manifest import MANIFEST, KeptSettings, Manifest, new_manifest
 from indexer.metadata import METADATA, write_metadata
@@ -162,7 +162,8 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
         encoder = CachedEncoder(model, cache or VectorCache.empty(model.dimension))
         articles = merge_articles(parsed)
         links = link_bodies(parsed, articles, LinkEncoder(encoder))
-        passages = make_passages(parsed, articles, model, config.settings)
+        cut = make_passages(parsed, articles, model, config.settings)
+        passages = cut.passages
         factory = config.factory or choose_factory(len(passages))
         texts = [passage.embed_text for passage in passages]
         copy_groups = mark_copies(passages)
@@ -189,17 +190,18 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
             write_vectors(folder / store.VECTORS, vectors, factory)
             try:
                 KeywordIndex(folder / KEYWORD_DIR, config.keyword).build(texts)
+                KeywordIndex(folder / PARAGRAPH_KEYWORD_DIR, config.keyword).build([p.index_text for p in cut.paragraphs])
                 KeywordIndex(folder / ARTICLE_KEYWORD_DIR, config.keyword).build(article_texts(parsed, list(kept_articles)))
             except CorpusError as error:
                 raise CorpusError(f"{config.corpus or index}: {error}") from None
-            store.write_passages(folder, passages)
+            store.write_passages(folder, passages, cut.paragraphs)
             store.write_json(folder / store.COPIES, copy_groups)
             store.write_json(folder / store.ARTICLES, kept_articles)
             write_metadata(folder / METADATA, passages=passages, articles={key: articles[key] for key in kept_articles})
             encoder.write_link_vectors(folder)
             manifest = new_manifest(
                 model=model, settings=config.settings, keyword=config.keyword, factory=factory, parsed=parsed,
-                passages=passages, articles=kept_articles, skipped=skipped, links=links, inputs=inputs,
+                passages=passages, paragraphs=len(cut.paragraphs), articles=kept_articles, skipped=skipped, links=links, inputs=inputs,
                 corpus=_relative_corpus(config.corpus, index), previous=live,
                 build={"full": cache is None, "embedded": embedded, "reused": reused, **cluster},
                 checksums=store.checksums(folder),

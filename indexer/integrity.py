@@ -76,9 +76,9 @@ def load_digests(path: Path, *, count: int):
     return digests
 
 
-def row_problem(line: bytes | None, passage: Any, *, number: int, digests: Any) -> str | None:
-    """Why stored passage ``number`` (its bytes ``line`` and their JSON ``passage``) must
-    not be shown, or None."""
+def row_problem(line: bytes | None, passage: Any, *, number: int, digests: Any, what: str = "passage") -> str | None:
+    """Why stored passage (or paragraph: ``what``) ``number`` (its bytes ``line`` and their
+    JSON ``passage``) must not be shown, or None."""
     if line is None:
         return "its byte range is not in the file"
     if digests is not None and row_digest(line) != int(digests[number]):
@@ -86,7 +86,7 @@ def row_problem(line: bytes | None, passage: Any, *, number: int, digests: Any) 
     if passage is None:
         return "not JSON"
     if isinstance(passage, dict) and passage.get("id", number) != number:
-        return f"it says it is passage {brief(passage.get('id'))}"
+        return f"it says it is {what} {brief(passage.get('id'))}"
     return passage_problem(passage)
 
 
@@ -121,6 +121,15 @@ def passage_problem(passage: Any) -> str | None:
     group = passage.get("copy_group", 0)
     if not isinstance(group, int) or isinstance(group, bool) or group < 0:
         return "field 'copy_group' is not a group number"
+    return None
+
+
+def paragraph_passages_problem(paragraph: Any, *, count: int) -> str | None:
+    """Why a stored paragraph's passage list is not passage ids below ``count``, or None."""
+    passages = paragraph.get("passages") if isinstance(paragraph, dict) else None
+    if not isinstance(passages, list) or not all(
+            isinstance(pid, int) and not isinstance(pid, bool) and 0 <= pid < count for pid in passages):
+        return "field 'passages' is not a list of passage ids"
     return None
 
 

@@ -15,6 +15,7 @@ from indexer.wordlists import QUESTION_WORDS
 
 KEYWORD_DIR = "bm25"
 ARTICLE_KEYWORD_DIR = "bm25_articles"
+PARAGRAPH_KEYWORD_DIR = "bm25_paragraphs"
 """BM25 over whole articles (row i = the i-th key of articles.json), for ranking documents."""
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from indexer.types import Passage
 
 FORMAT = "semindex-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """2: copies of a text are one group in copies.json (1 listed every copy in every passage)."""
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
@@ -72,6 +72,7 @@ SCHEMA: dict[str, str] = {
     "keyword.stopwords": "a string",
     "counts": "an object",
     "counts.passages": "an integer",
+    "counts.paragraphs": "an integer",
     "built_at": "a string",
     "files": "an object",
     "files.*": "an object",
@@ -157,6 +158,7 @@ def new_manifest(
     factory: str,
     parsed: list[ParsedFile],
     passages: list[Passage],
+    paragraphs: int,
     articles: dict[str, Any],
     skipped: list[str],
     links: list[dict[str, Any]],
@@ -191,6 +193,7 @@ def new_manifest(
         "counts": {
             "files": len(parsed),
             "passages": len(passages),
+            "paragraphs": paragraphs,
             "articles": len(articles),
             "skipped_files": len(skipped),
             "linked_bodies": len(links),

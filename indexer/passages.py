@@ -1,4 +1,6 @@
-"""Stage 4 of a build: cut each file's segments into passages, sized by the model's tokenizer.
+"""Stage 4 of a build: cut each file's segments into paragraphs and passages, sized by the
+model's tokenizer. Passages are embedded and matched; the paragraph a passage sits in is what
+search ranks and shows.
 
 A passage is a span of a file's text; what is embedded may add its article as context (a
 date rendered as a sentence with its title). The same text of one article from two places
@@ -9,14 +11,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 
 from indexer.build_model import BuildModel, HFTokens
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans
-from indexer.documents import ParsedFile, Segment, iso_date
+from indexer.documents import ParsedFile, iso_date
 from indexer.embedder import Embedder
-from indexer.types import Article, Passage, PassageKind, Source
+from indexer.types import Article, Paragraph, Passage, PassageKind, Source
 
 
 class LineIndex:
@@ -56,12 +58,31 @@ def spelled_date(iso: str) -> str:
     return f"{MONTHS[day.month - 1]} {day.day}, {day.year}"
 
 
+PARAGRAPH_TOKENS = 384
+"""The most tokens a paragraph shown as one hit holds: a longer paragraph (a file without
+blank lines) is shown in pieces of whole sentences up to this size. Far above a typical
+paragraph, so paragraphs are shown whole; not a model limit (paragraphs are scored by their
+passages and by BM25, never embedded whole)."""
+
+
+@dataclass
+class Cut:
+    """What cutting a corpus gives: passages (embedded) and the paragraphs they were cut from
+    (ranked and shown); ``passages[i].paragraph`` is the id of passage i's paragraph."""
+
+    passages: list[Passage]
+    paragraphs: list[Paragraph]
+
+
 def make_passages(
     parsed: list[ParsedFile], articles: dict[str, Article], embedder: BuildModel | Embedder, settings: ChunkSettings
-) -> list[Passage]:
-    """Cut segments into passages; the same text of one article from two places is stored once.
+) -> Cut:
+    """Cut each segment into paragraphs and each paragraph into passages; the same text of one
+    article from two places is stored once (passages and paragraphs alike).
 
-    Token counts come from ``embedder.tokens`` (see ``BuildModel.tokens``: the model folder's
+    A passage never crosses a paragraph break: packing sentences across one blurs two topics
+    into one vector, and a hit that spans two paragraphs cannot be shown as either. Token
+    counts come from ``embedder.tokens`` (see ``BuildModel.tokens``: the model folder's
     ``tokenizer.json``, so that a build that does not load the model cuts like one that does),
     or from a loaded Embedder's own tokenizer.
     """
@@ -70,39 +91,62 @@ def make_passages(
     limit = embedder.max_seq_length - 2 - count_tokens(embedder.prompts.document)  # [CLS], [SEP] and the prompt
     by_key: dict[tuple[str, str], Passage] = {}
     ordered: list[Passage] = []
+    paragraph_by_key: dict[tuple[str, str], Paragraph] = {}
+    paragraphs: list[Paragraph] = []
     for file in parsed:
         lines = LineIndex(file.text)
-        for group in _segment_groups(file.segments):
-            first = group[0]
-            article = articles[first.article]
-            context_tokens = count_tokens(embed_text(first.kind, "", article))
+        for segment in file.segments:
+            article = articles[segment.article]
+            context_tokens = count_tokens(embed_text(segment.kind, "", article))
             if context_tokens > limit // 2:  # a title too long to be context would crowd out the text
                 article = dataclasses.replace(article, title=None)
-                context_tokens = count_tokens(embed_text(first.kind, "", article))
+                context_tokens = count_tokens(embed_text(segment.kind, "", article))
             budget = ChunkSettings(
-                max_tokens=max(16, min(settings.max_tokens if first.kind == "body" else limit, limit - context_tokens)),
+                max_tokens=max(16, min(settings.max_tokens if segment.kind == "body" else limit, limit - context_tokens)),
                 overlap=settings.overlap,
             )
-            spans = [span for segment in group for span in sentence_spans(file.text, segment.start, segment.end)]
-            for start, end in pack_passages(file.text, spans, count_tokens=count_tokens, token_offsets=token_offsets, settings=budget):
-                text = file.text[start:end]
-                embedded = embed_text(first.kind, text, article)
-                source = Source(file=file.name, chars=(start, end), lines=lines.span(start, end),
-                                kind=PassageKind(first.kind), listed_by=first.listed_by)
-                key = (first.article, embedded)
-                if key in by_key:
-                    by_key[key].sources.append(source)
-                    continue
-                passage = Passage(id=len(ordered), text=text, kind=PassageKind(first.kind), article=first.article,
-                                  sources=[source], embedded=embedded)
-                by_key[key] = passage
-                ordered.append(passage)
+            kind = PassageKind(segment.kind)
+            sentences = sentence_spans(file.text, segment.start, segment.end)
+            pieces = pack_passages(file.text, sentences, count_tokens=count_tokens, token_offsets=token_offsets,
+                                   settings=ChunkSettings(max_tokens=max(PARAGRAPH_TOKENS, budget.max_tokens), overlap=0))
+            for piece_start, piece_end in pieces:
+                text = file.text[piece_start:piece_end]
+                source = Source(file=file.name, chars=(piece_start, piece_end), lines=lines.span(piece_start, piece_end),
+                                kind=kind, listed_by=segment.listed_by)
+                paragraph = paragraph_by_key.get((segment.article, text))
+                if paragraph is not None:  # its passages exist too: they gain this place as a source
+                    paragraph.sources.append(source)
+                else:
+                    indexed = embed_text(segment.kind, text, article)
+                    paragraph = Paragraph(id=len(paragraphs), text=text, kind=kind, article=segment.article,
+                                          sources=[source], indexed=None if indexed == text else indexed)
+                    paragraph_by_key[(segment.article, text)] = paragraph
+                    paragraphs.append(paragraph)
+                inside = [(max(s, piece_start), min(e, piece_end)) for s, e in sentences if s < piece_end and e > piece_start]
+                for start, end in pack_passages(file.text, inside, count_tokens=count_tokens, token_offsets=token_offsets,
+                                                settings=budget):
+                    text = file.text[start:end]
+                    embedded = embed_text(segment.kind, text, article)
+                    source = Source(file=file.name, chars=(start, end), lines=lines.span(start, end), kind=kind,
+                                    listed_by=segment.listed_by)
+                    key = (segment.article, embedded)
+                    if key in by_key:
+                        by_key[key].sources.append(source)
+                        continue
+                    passage = Passage(id=len(ordered), text=text, kind=kind, article=segment.article,
+                                      sources=[source], embedded=embedded, paragraph=paragraph.id)
+                    by_key[key] = passage
+                    ordered.append(passage)
+                    paragraph.passages.append(passage.id)
     for passage in ordered:
         passage.sources.sort(key=lambda source: source.listed_by is not None)
         passage.kind = passage.sources[0].kind
         if passage.embedded == passage.text:
             passage.embedded = None
-    return ordered
+    for paragraph in paragraphs:
+        paragraph.sources.sort(key=lambda source: source.listed_by is not None)
+        paragraph.kind = paragraph.sources[0].kind
+    return Cut(passages=ordered, paragraphs=paragraphs)
 
 
 def mark_copies(passages: list[Passage]) -> list[list[int]]:
@@ -118,21 +162,6 @@ def mark_copies(passages: list[Passage]) -> list[list[int]]:
         for pid in ids:
             passages[pid].copy_group = number
     return groups
-
-
-def _segment_groups(segments: list[Segment]) -> Iterator[list[Segment]]:
-    """Consecutive body segments of one article form a group (passages may span paragraphs);
-    every other segment stands alone."""
-    group: list[Segment] = []
-    for segment in segments:
-        if group and segment.kind == "body" and group[-1].kind == "body" and group[-1].article == segment.article:
-            group.append(segment)
-            continue
-        if group:
-            yield group
-        group = [segment]
-    if group:
-        yield group
 
 
 def article_texts(parsed: list[ParsedFile], keys: list[str]) -> list[str]:

@@ -10,9 +10,13 @@ Layout of an index folder::
         passages.jsonl        one JSON object per passage, in vector order
         passages.offsets.npy  byte offset of each line of passages.jsonl (n + 1 int64)
         passages.digests.npy  a digest of each line of passages.jsonl (n int64)
+        paragraphs.jsonl      one JSON object per paragraph (what search ranks and shows),
+                              with .offsets.npy and .digests.npy as for passages
+        paragraph_of.npy      the paragraph of each passage (n int64)
         copies.json           groups of passages embedded from the same text (lists of ids)
         articles.json         article key -> citation metadata
         bm25/                 bm25s keyword index over the same passages (numpy + JSON)
+        bm25_paragraphs/      the same over paragraphs (bm25_articles/: over whole articles)
         linkvectors.npy       vectors body linking embedded, kept for the next build
         linkvectors.json      sha256 of the text of each of those rows
       .lock                   flock-ed by the one build allowed at a time (readers never take it)
@@ -43,7 +47,7 @@ from indexer import integrity, safety
 from indexer.errors import IndexFormatError
 from indexer.faiss_build import faiss_problem
 from indexer.manifest import MANIFEST, POINTER, Manifest, rebuild_hint
-from indexer.types import Article, Passage
+from indexer.types import Article, Paragraph, Passage
 
 VECTORS = "vectors.faiss"
 PASSAGES = "passages.jsonl"
@@ -52,6 +56,10 @@ ARTICLES = "articles.json"
 COPIES = "copies.json"
 """Groups of passages embedded from one text, each a list of passage ids; a passage of a
 group names it by number as ``copy_group``."""
+PARAGRAPHS = "paragraphs.jsonl"
+PARAGRAPH_OFFSETS = "paragraphs.offsets.npy"
+PARAGRAPH_DIGESTS = "paragraphs.digests.npy"
+PARAGRAPH_OF = "paragraph_of.npy"
 DIGESTS = "passages.digests.npy"
 """A 64-bit digest of each line of passages.jsonl (``integrity.row_digest``), checked when a
 passage is read: generations too large to checksum on load still never show a changed row."""
@@ -72,19 +80,29 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def write_passages(folder: Path, passages: list[Passage]) -> None:
-    """Write passages.jsonl and the offsets that let a reader seek to any passage."""
+def write_passages(folder: Path, passages: list[Passage], paragraphs: list[Paragraph]) -> None:
+    """Write passages.jsonl and paragraphs.jsonl with the offsets that let a reader seek to any
+    row and the digests that check it, and each passage's paragraph."""
     import numpy as np
 
-    offsets, digests = [0], []
-    with (folder / PASSAGES).open("wb") as handle:
-        for passage in passages:
-            line = (json.dumps(passage.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    write_rows(folder, passages, rows=PASSAGES, offsets=OFFSETS, digests=DIGESTS)
+    write_rows(folder, paragraphs, rows=PARAGRAPHS, offsets=PARAGRAPH_OFFSETS, digests=PARAGRAPH_DIGESTS)
+    np.save(folder / PARAGRAPH_OF, np.asarray([passage.paragraph for passage in passages], dtype=np.int64))
+
+
+def write_rows(folder: Path, items: list[Passage] | list[Paragraph], *, rows: str, offsets: str, digests: str) -> None:
+    """One JSON line per item, with each line's byte offset (n + 1) and digest (n)."""
+    import numpy as np
+
+    starts, sums = [0], []
+    with (folder / rows).open("wb") as handle:
+        for item in items:
+            line = (json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
             handle.write(line)
-            offsets.append(offsets[-1] + len(line))
-            digests.append(integrity.row_digest(line))
-    np.save(folder / OFFSETS, np.asarray(offsets, dtype=np.int64))
-    np.save(folder / DIGESTS, np.asarray(digests, dtype=np.int64))
+            starts.append(starts[-1] + len(line))
+            sums.append(integrity.row_digest(line))
+    np.save(folder / offsets, np.asarray(starts, dtype=np.int64))
+    np.save(folder / digests, np.asarray(sums, dtype=np.int64))
 
 
 def fsync_tree(folder: Path) -> None:
@@ -191,10 +209,10 @@ class StoredIndex:
                 raise IndexFormatError(
                     f"{path}: corrupt (size {size} bytes, manifest says {entry['size']}); {rebuild_hint(self.index)}"
                 )
-            if (full or name == DIGESTS) and sha256_file(path) != entry["sha256"]:
+            if (full or name in (DIGESTS, PARAGRAPH_DIGESTS)) and sha256_file(path) != entry["sha256"]:
                 raise IndexFormatError(f"{path}: corrupt (checksum differs from the manifest); {rebuild_hint(self.index)}")
         if verify:
-            self.vectors, self.offsets  # each compares its count with the manifest's
+            self.vectors, self.offsets, self.paragraph_offsets, self.paragraph_of  # each checks its count
 
     @property
     def dimension(self) -> int:
@@ -240,35 +258,55 @@ class StoredIndex:
 
     @cached_property
     def offsets(self):
-        path = self.generation / OFFSETS
+        return self._offsets(OFFSETS, count=self.count, what="passages")
+
+    def _offsets(self, name: str, *, count: int, what: str):
+        path = self.generation / name
         try:
             offsets = integrity.load_array(path, kind="i")
         except (ValueError, OSError) as exc:
             raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
-        if len(offsets) != self.count + 1:
+        if len(offsets) != count + 1:
             raise IndexFormatError(
-                f"{path}: {len(offsets) - 1} passages but the manifest counts {self.count}; {rebuild_hint(self.index)}"
+                f"{path}: {len(offsets) - 1} {what} but the manifest counts {count}; {rebuild_hint(self.index)}"
             )
         return offsets
 
     def passage(self, number: int) -> Passage:
         """Passage ``number`` (its vector id), read by seeking into passages.jsonl."""
-        start, end = int(self.offsets[number]), int(self.offsets[number + 1])
-        with (self.generation / PASSAGES).open("rb") as handle:
+        data = self._row(number, rows=PASSAGES, offsets=self.offsets, digests=self.digests, what="passage")
+        return self._parsed(Passage.from_json, data, rows=PASSAGES, number=number, what="passage")
+
+    def paragraph(self, number: int) -> Paragraph:
+        """Paragraph ``number``, read by seeking into paragraphs.jsonl."""
+        data = self._row(number, rows=PARAGRAPHS, offsets=self.paragraph_offsets, digests=self.paragraph_digests,
+                         what="paragraph")
+        if problem := integrity.paragraph_passages_problem(data, count=self.count):
+            raise IndexFormatError(
+                f"{self.generation / PARAGRAPHS}: corrupt at paragraph {number} ({problem}); {rebuild_hint(self.index)}"
+            )
+        return self._parsed(Paragraph.from_json, data, rows=PARAGRAPHS, number=number, what="paragraph")
+
+    def _row(self, number: int, *, rows: str, offsets, digests, what: str) -> Any:
+        start, end = int(offsets[number]), int(offsets[number + 1])
+        with (self.generation / rows).open("rb") as handle:
             line = integrity.read_row(handle, start, end)
         try:
             data = safety.json_loads(line) if line is not None else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = None
-        if problem := integrity.row_problem(line, data, number=number, digests=self.digests):
+        if problem := integrity.row_problem(line, data, number=number, digests=digests, what=what):
             raise IndexFormatError(
-                f"{self.generation / PASSAGES}: corrupt at passage {number} ({problem}); {rebuild_hint(self.index)}"
+                f"{self.generation / rows}: corrupt at {what} {number} ({problem}); {rebuild_hint(self.index)}"
             )
+        return data
+
+    def _parsed(self, parse, data: Any, *, rows: str, number: int, what: str) -> Any:
         try:
-            return Passage.from_json(data)
+            return parse(data)
         except (KeyError, TypeError, ValueError) as exc:  # a kind that is no PassageKind
             raise IndexFormatError(
-                f"{self.generation / PASSAGES}: corrupt at passage {number} ({safety.brief(str(exc))}); "
+                f"{self.generation / rows}: corrupt at {what} {number} ({safety.brief(str(exc))}); "
                 f"{rebuild_hint(self.index)}"
             ) from None
 
@@ -276,6 +314,38 @@ class StoredIndex:
         """All passages in vector order (for evaluation and checks, not the query path)."""
         with (self.generation / PASSAGES).open(encoding="utf-8") as handle:
             return [Passage.from_json(json.loads(line)) for line in handle]
+
+    def paragraphs(self) -> list[Paragraph]:
+        """All paragraphs in order (for evaluation and checks, not the query path)."""
+        with (self.generation / PARAGRAPHS).open(encoding="utf-8") as handle:
+            return [Paragraph.from_json(json.loads(line)) for line in handle]
+
+    @property
+    def paragraph_count(self) -> int:
+        return int(self.manifest.counts["paragraphs"])
+
+    @cached_property
+    def paragraph_offsets(self):
+        return self._offsets(PARAGRAPH_OFFSETS, count=self.paragraph_count, what="paragraphs")
+
+    @cached_property
+    def paragraph_digests(self):
+        try:
+            return integrity.load_digests(self.generation / PARAGRAPH_DIGESTS, count=self.paragraph_count)
+        except IndexFormatError as error:
+            raise IndexFormatError(f"{error}; {rebuild_hint(self.index)}") from None
+
+    @cached_property
+    def paragraph_of(self):
+        """The paragraph of each passage (int64, one per vector), checked in range."""
+        path = self.generation / PARAGRAPH_OF
+        try:
+            array = integrity.load_array(path, kind="i")
+        except (ValueError, OSError) as exc:
+            raise IndexFormatError(f"{path}: corrupt ({exc}); {rebuild_hint(self.index)}") from None
+        if len(array) != self.count or (len(array) and (int(array.min()) < 0 or int(array.max()) >= self.paragraph_count)):
+            raise IndexFormatError(f"{path}: not one paragraph number per passage; {rebuild_hint(self.index)}")
+        return array
 
     def copies(self, passage: Passage) -> list[int]:
         """The other passages embedded from the same text as ``passage`` (none when unique)."""

@@ -1,4 +1,4 @@
-"""The domain's named types: passage kinds, passages with their sources, articles.
+"""The domain's named types: passage kinds, passages and paragraphs with their sources, articles.
 
 A passage is stored once per distinct embedded text of an article; every place its text
 appears in the corpus is one :class:`Source` (file, character and line span), so a
@@ -75,6 +75,8 @@ class Passage:
     sources: list[Source]
     embedded: str | None = None
     copy_group: int | None = None
+    paragraph: int | None = None
+    """The :class:`Paragraph` it was cut from (stored in ``paragraph_of.npy``, not in its line)."""
 
     @property
     def embed_text(self) -> str:
@@ -100,6 +102,42 @@ class Passage:
         return cls(id=data["id"], text=data["text"], kind=PassageKind(data["kind"]), article=data["article"],
                    sources=[Source.from_json(source) for source in data["sources"]], embedded=data.get("embedded"),
                    copy_group=data.get("copy_group"))
+
+
+@dataclass
+class Paragraph:
+    """A unit search ranks and shows: a paragraph of a file (text between blank lines), or a
+    piece of one too long to show whole; ``passages`` are the ids of the passages cut from it
+    (a passage whose text recurs in another paragraph of its article belongs to the first).
+    Stored once per distinct text of an article, every place it appears one :class:`Source`."""
+
+    id: int
+    text: str
+    kind: PassageKind
+    article: str
+    sources: list[Source]
+    passages: list[int] = field(default_factory=list)
+    indexed: str | None = None
+    """What its BM25 row was made from when it differs from ``text`` (a metadata paragraph
+    with its article as context, as its passage is embedded)."""
+
+    @property
+    def index_text(self) -> str:
+        return self.indexed if self.indexed is not None else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        """The line of ``paragraphs.jsonl``."""
+        data: dict[str, Any] = {"id": self.id, "text": self.text, "kind": self.kind.value, "article": self.article,
+                                "sources": [source.to_json() for source in self.sources], "passages": self.passages}
+        if self.indexed is not None:
+            data["indexed"] = self.indexed
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Paragraph:
+        return cls(id=data["id"], text=data["text"], kind=PassageKind(data["kind"]), article=data["article"],
+                   sources=[Source.from_json(source) for source in data["sources"]],
+                   passages=[int(pid) for pid in data["passages"]], indexed=data.get("indexed"))
 
 
 @dataclass

@@ -100,7 +100,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
                   ranker: Ranker | None = None, label: str | None = None) -> EvalReport:
     """Gold questions (format of shared/eval/questions.yaml) against an index.
 
-    A passage is relevant when one of its sources is in ``sources`` and its text contains
+    A paragraph is relevant when one of its sources is in ``sources`` and its text contains
     one of ``answers``; questions with no answers score ``abstain`` (share where ``ask``
     gives no answer), the others ``answer`` (share where ``ask``'s short answer contains
     one of ``answers``: the gold file's answer accuracy). ``limit`` keeps the first
@@ -130,9 +130,8 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     ranked_for(searcher, "warm-up")
     reader = SentenceReader()
     tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
-    passages = searcher.stored.passages()
-    by_id = {str(p.id): p for p in passages}
-    indexed_files = {file for p in passages for file in p.files}
+    paragraphs = searcher.stored.paragraphs()
+    indexed_files = {source.file for p in paragraphs for source in p.sources}
     rankings, qrels, latencies, warnings, abstained, unanswerable, answered_right = [], [], [], [], 0, 0, 0
     for number, question in enumerate(questions, start=1):
         answers = [a.lower() for a in question.get("answers") or []]
@@ -146,13 +145,11 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
             continue
         answered_right += short is not None and any(a in short.lower() for a in answers)
         sources = set(question.get("sources") or [])
-        relevant = {
-            str(p.id): 1
-            for p in passages
-            if any(a in p.text.lower() for a in answers) and sources & p.files
-        }
-        for pid in list(relevant):  # a copy of a relevant text is shown as the same hit (also_in)
-            relevant.update((str(copy), 1) for copy in searcher.stored.copies(by_id[pid]))
+        holding = [p for p in paragraphs if any(a in p.text.lower() for a in answers)]
+        relevant = {str(p.id): 1 for p in holding if sources & {source.file for source in p.sources}}
+        texts = {p.text for p in holding if str(p.id) in relevant}
+        # a copy of a relevant text is shown as the same hit (also_in)
+        relevant.update((str(p.id), 1) for p in holding if p.text in texts)
         if not relevant:
             unknown = sorted(sources - indexed_files)
             why = (f"source(s) {', '.join(map(repr, unknown))} not in the index" if unknown

@@ -100,11 +100,22 @@ class Filters:
 
 
 class Selection:
-    """The passages a filter keeps, as a mask over passage ids (ids, count and a FAISS bitmap
-    are derived once)."""
+    """The passages a filter keeps, as a mask over passage ids (ids, count, a FAISS bitmap and
+    the paragraphs holding a kept passage are derived once)."""
 
-    def __init__(self, mask: np.ndarray) -> None:
+    def __init__(self, mask: np.ndarray, *, paragraph_of: np.ndarray, paragraphs: int) -> None:
         self.mask = mask
+        self.paragraph_of = paragraph_of
+        self.paragraphs = paragraphs
+
+    @cached_property
+    def paragraph_mask(self) -> np.ndarray:
+        """True for each paragraph holding a passage this selection keeps."""
+        import numpy as np
+
+        kept = np.zeros(self.paragraphs, dtype=bool)
+        kept[self.paragraph_of[self.ids]] = True
+        return kept
 
     @cached_property
     def ids(self) -> np.ndarray:
@@ -154,7 +165,8 @@ class PassageFilter:
             if filters in self._selections:
                 self._selections.move_to_end(filters)
                 return self._selections[filters]
-        selection = Selection(passage_mask(self.columns, filters))
+        selection = Selection(passage_mask(self.columns, filters), paragraph_of=self.stored.paragraph_of,
+                              paragraphs=self.stored.paragraph_count)
         with self._lock:
             self._selections[filters] = selection
             while len(self._selections) > CACHED_SELECTIONS:

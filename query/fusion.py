@@ -60,13 +60,13 @@ def with_true_zeros(run: Run, others: Sequence[Run]) -> list[tuple[Hashable, flo
 @dataclass(frozen=True)
 class Runs:
     """What fusion works from: the dense and keyword runs as (item, score) best first, the
-    question vector, and for article runs each article's best passage (for clause rescoring;
-    passage runs leave it None, each item being its own passage)."""
+    question vector, and for paragraph and article runs each item's best passage by the dense
+    run (for clause rescoring; passage runs leave it None, each item being its own passage)."""
 
     dense: list[tuple]
     keyword: list[tuple]
     vector: Any
-    best_passage: dict[str, int] | None = None
+    best_passage: dict[Any, int] | None = None
     keyword_complete: bool = False
     """The keyword run holds every item BM25 scores above zero (asked for one more than it
     keeps, BM25 did not fill that place)."""
@@ -80,6 +80,6 @@ class Runs:
         return with_true_zeros(self.keyword, [self.dense] if fused_with is None else fused_with)
 
     def passage(self, item) -> int | None:
-        """The passage that stands for ``item``: itself, or an article's best passage (None
-        for an article that BM25 alone found)."""
+        """The passage that stands for ``item``: itself, or a paragraph's or article's best
+        passage (None for one that BM25 alone found)."""
         return item if self.best_passage is None else self.best_passage.get(item)

@@ -58,7 +58,8 @@ class Citation:
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked passage. ``also_in`` lists other places the same text appears."""
+    """One ranked paragraph: ``text`` is the paragraph, ``passage_id`` the passage in it that
+    matched best. ``also_in`` lists other places the same text appears."""
 
     rank: int
     score: float
@@ -69,6 +70,7 @@ class Hit:
     also_in: tuple[Citation, ...] = ()
     embedded: str | None = None
     """What was embedded when it differs from ``text`` (a byline rendered as a sentence)."""
+    paragraph_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class Hit:
             "text": self.text,
             "citation": self.citation.to_dict(),
             "passage_id": self.passage_id,
+            "paragraph_id": self.paragraph_id,
             "article": self.article,
             "also_in": [c.to_dict() for c in self.also_in],
         }

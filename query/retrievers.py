@@ -1,5 +1,5 @@
-"""The two retrievers: dense (FAISS over passage vectors) and keyword (BM25 over passages and
-over whole articles). Each returns a run, (item, score) best first; given a filter's
+"""The two retrievers: dense (FAISS over passage vectors) and keyword (BM25 over passages,
+paragraphs and whole articles). Each returns a run, (item, score) best first; given a filter's
 :class:`~query.filters.Selection`, one of the passages it keeps only."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from indexer import integrity
 from indexer.errors import IndexFormatError, SemindexError
 from indexer.faiss_build import IVF_SCANNED_VECTORS, faiss_problem
-from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, KeywordIndex
+from indexer.keyword import ARTICLE_KEYWORD_DIR, KEYWORD_DIR, PARAGRAPH_KEYWORD_DIR, KeywordIndex
 from indexer.manifest import rebuild_hint
 from indexer.store import VECTORS, StoredIndex
 
@@ -196,6 +196,11 @@ class KeywordRetriever:
         return KeywordIndex(self.stored.generation / KEYWORD_DIR, self.stored.manifest.keyword, rows=self.stored.count)
 
     @cached_property
+    def paragraphs(self) -> KeywordIndex:
+        return KeywordIndex(self.stored.generation / PARAGRAPH_KEYWORD_DIR, self.stored.manifest.keyword,
+                            rows=self.stored.paragraph_count)
+
+    @cached_property
     def articles(self) -> KeywordIndex | None:
         folder = self.stored.generation / ARTICLE_KEYWORD_DIR
         if not folder.is_dir():
@@ -210,6 +215,11 @@ class KeywordRetriever:
         """(passage id, BM25 score) best first, at most ``k``; with ``selection`` only the
         passages it keeps are scored."""
         return self.passages.search(question, k=k, mask=None if selection is None else selection.mask)
+
+    def search_paragraphs(self, question: str, *, k: int, selection: Selection | None = None) -> list[tuple[int, float]]:
+        """(paragraph id, BM25 score over its whole text) best first, at most ``k``; with
+        ``selection`` only paragraphs holding a passage it keeps are scored."""
+        return self.paragraphs.search(question, k=k, mask=None if selection is None else selection.paragraph_mask)
 
     def search_articles(self, question: str, *, k: int) -> list[tuple[str, float]]:
         """(article key, BM25 score over its whole text) best first, at most ``k``; empty

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from indexer.errors import QueryError, unencodable
 from indexer.keyword import KeywordIndex
 from indexer.store import StoredIndex
-from indexer.types import Passage
+from indexer.types import Paragraph, Passage
 from query.display import visible
 from query.encoder import QueryEncoder
 from query.filters import Filters, PassageFilter, Selection
-from query.fusion import Runs, zscore_fusion
+from query.fusion import Runs, with_true_zeros, zscore_fusion
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP, ClauseRescorer
 from query.results import Citation, Hit
 from query.retrievers import DenseRetriever, KeywordRetriever
@@ -28,9 +28,12 @@ DEFAULT_MODE = "hybrid"
 CANDIDATES = 100
 """How many passages each retriever hands to fusion: deeper finds more of what only one
 retriever ranks well, at a cost linear in the depth."""
-DENSE_WEIGHT = 0.6
-"""Weight of the dense run in z-score fusion of passages (keyword gets 1 - this), chosen on
-the gold questions and their paraphrases by bench/quality.py."""
+PASSAGE_DEPTH = 400
+"""How many nearest passages score paragraphs (and articles) by their best passage: deeper
+reaches paragraphs whose best passage ranks low, at a cost linear in the depth."""
+PARAGRAPH_DENSE_WEIGHT = 0.5
+"""Weight of the dense run in z-score fusion of paragraphs (keyword gets 1 - this), chosen on
+the mean over four datasets nobody tuned on (docs/experiments/retrieval-recipes.md)."""
 ARTICLE_DENSE_WEIGHT = 0.5
 """Weight of the dense run when ranking whole articles (best passage cosine per article,
 fused with BM25 over the article's full text), chosen on SciFact's train split by
@@ -107,28 +110,64 @@ class Searcher:
 
     def rank(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int | None = None,
              rescore: bool = True, selection: Selection | None = None) -> list[tuple[int, float]]:
-        """(passage id, score) best first; the score is a cosine, a BM25 score or a fused score.
+        """(paragraph id, score) best first; the score is a cosine, a BM25 score or a fused score
+        (see :meth:`ranking`)."""
+        return self.ranking(question, k=k, mode=mode, depth=depth, rescore=rescore, selection=selection)[0][:k]
 
-        Hybrid fuses the dense and keyword runs, ``depth`` deep each (default: ``k``, at least
-        :data:`CANDIDATES`; z-scores depend on it, so a caller reading further down one
-        ranking keeps it fixed), then (``rescore``) lifts the dense score of the
-        top :data:`~query.rescoring.CLAUSE_TOP` fused passages (found by either run) by their
-        best clause and fuses again. With ``selection`` both runs hold only passages it keeps.
+    def ranking(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int | None = None,
+                rescore: bool = True, selection: Selection | None = None) -> tuple[list[tuple[int, float]], dict[int, int]]:
+        """Paragraphs ranked for ``question`` as (paragraph id, score) best first, and the
+        passage that matched best in each (for its hit).
+
+        A paragraph's dense score is its best passage's cosine among the ``depth`` nearest
+        passages (default :data:`PASSAGE_DEPTH`, at least 4 ``k``); its keyword score fuses
+        BM25 over its whole text with its best passage's BM25 (half each: the whole paragraph
+        holds the question's words spread over sentences, the best passage where they meet).
+        Hybrid fuses the two, then (``rescore``) lifts the dense score of the top
+        :data:`~query.rescoring.CLAUSE_TOP` paragraphs by the best clause of their best passage
+        and fuses again. With ``selection`` only passages it keeps count.
         """
         check_query(question, k=k, mode=mode)
-        if mode == "keyword":
-            return self.keyword_retriever.search(question, k=k, selection=selection)
-        if mode == "dense":
-            return self.dense(self.embed_question(question), k=k, selection=selection)
-        runs = self.passage_runs(question, depth=depth or max(k, CANDIDATES), selection=selection)
-        return self.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT], rescore=rescore)[:k]
+        depth = depth or max(PASSAGE_DEPTH, 4 * k)
+        runs, shown = self.paragraph_runs(question, depth=depth, keyword_depth=max(CANDIDATES, 2 * k),
+                                          mode=mode, selection=selection)
+        if mode == "keyword" or not runs.dense:
+            return runs.keyword, shown
+        if mode == "dense" or not runs.keyword:
+            return runs.dense, shown
+        return self.fuse(runs, weights=[PARAGRAPH_DENSE_WEIGHT, 1 - PARAGRAPH_DENSE_WEIGHT], rescore=rescore), shown
 
-    def passage_runs(self, question: str, *, depth: int = CANDIDATES, selection: Selection | None = None) -> Runs:
-        """The dense and keyword runs over passages (those ``selection`` keeps), ``depth`` deep each."""
-        vector = self.embed_question(question)
-        dense = self.dense(vector, k=depth, selection=selection)
-        keyword = self.keyword_retriever.search(question, k=depth + 1, selection=selection)  # one more tells "all there are" from "depth"
-        return Runs(dense=dense, keyword=keyword[:depth], vector=vector, keyword_complete=len(keyword) <= depth)
+    def paragraph_runs(self, question: str, *, depth: int = PASSAGE_DEPTH, keyword_depth: int = CANDIDATES,
+                       mode: str = DEFAULT_MODE, selection: Selection | None = None) -> tuple[Runs, dict[int, int]]:
+        """The dense and keyword runs over paragraphs (see :meth:`ranking`; ``mode`` skips the
+        run it does not need), and each paragraph's best passage by either run."""
+        vector, dense, best = None, [], {}
+        if mode != "keyword":
+            vector = self.embed_question(question)
+            dense, best = self.best_per_paragraph(self.dense(vector, k=depth, selection=selection))
+        keyword, keyword_best = [], {}
+        if mode != "dense":
+            found = self.keyword_retriever.search_paragraphs(question, k=keyword_depth + 1, selection=selection)
+            whole, complete = found[:keyword_depth], len(found) <= keyword_depth
+            passages, keyword_best = self.best_per_paragraph(
+                self.keyword_retriever.search(question, k=depth, selection=selection))
+            if complete:
+                whole = with_true_zeros(whole, [passages])
+            keyword = zscore_fusion([whole, passages[:keyword_depth]], weights=[0.5, 0.5])[:keyword_depth]
+        return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best), {**keyword_best, **best}
+
+    def best_per_paragraph(self, run: list[tuple[int, float]]) -> tuple[list[tuple[int, float]], dict[int, int]]:
+        """(paragraph, its best passage's score) best first from a passage ``run`` (best first),
+        and each paragraph's best passage."""
+        import numpy as np
+
+        if not run:
+            return [], {}
+        ids = np.fromiter((pid for pid, _ in run), dtype=np.int64, count=len(run))
+        paragraphs = np.asarray(self.stored.paragraph_of[ids])
+        first = np.sort(np.unique(paragraphs, return_index=True)[1])
+        return ([(int(paragraphs[i]), run[i][1]) for i in first],
+                {int(paragraphs[i]): int(ids[i]) for i in first})
 
     def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
              mix: float = CLAUSE_MIX) -> list[tuple]:
@@ -147,7 +186,7 @@ class Searcher:
         that passage (see :class:`~query.rescoring.ClauseRescorer`)."""
         return self.rescorer.rescore(dense, targets, vector, mix=mix)
 
-    def rank_articles(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = 400,
+    def rank_articles(self, question: str, *, k: int, mode: str = DEFAULT_MODE, depth: int = PASSAGE_DEPTH,
                       rescore: bool = True) -> list[tuple[str, float]]:
         """(article key, score) best first: an article's dense score is its best passage's
         cosine (a document longer than the model reads is still scored on every part), its
@@ -162,7 +201,7 @@ class Searcher:
             return runs.keyword[:k]
         return self.fuse(runs, weights=[ARTICLE_DENSE_WEIGHT, 1 - ARTICLE_DENSE_WEIGHT], rescore=rescore)[:k]
 
-    def article_runs(self, question: str, *, depth: int = 400, keyword_depth: int = CANDIDATES,
+    def article_runs(self, question: str, *, depth: int = PASSAGE_DEPTH, keyword_depth: int = CANDIDATES,
                      mode: str = DEFAULT_MODE) -> Runs:
         """Article runs: dense = each article's best passage among the ``depth`` nearest (and
         that passage), keyword = BM25 over whole articles, ``keyword_depth`` deep. ``mode``
@@ -178,7 +217,7 @@ class Searcher:
             keyword, complete = found[:keyword_depth], len(found) <= keyword_depth
         return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best_passage, keyword_complete=complete)
 
-    def best_passage_per_article(self, vector, *, depth: int) -> tuple[list[tuple[str, float]], dict[str, int]]:
+    def best_passage_per_article(self, vector, *, depth: int = PASSAGE_DEPTH) -> tuple[list[tuple[str, float]], dict[str, int]]:
         """(article, best passage cosine) best first among the ``depth`` passages nearest to
         ``vector``, and each article's best passage id."""
         best: dict[str, float] = {}
@@ -195,40 +234,52 @@ class Searcher:
             self._article_of[passage_id] = self.stored.passage(passage_id).article
         return self._article_of[passage_id]
 
-    def hit(self, rank: int, passage_id: int, score: float, passage: Passage) -> Hit:
-        """A ranked passage with its citations; its copies (passages embedded from the same
-        text elsewhere) add theirs to ``also_in``."""
-        citations = self._citations(passage)
-        for copy in self.stored.copies(passage):
-            citations += self._citations(self.stored.passage(copy))
+    def hit(self, rank: int, paragraph: Paragraph, score: float, *, passage: Passage) -> Hit:
+        """A ranked paragraph with its citations (``passage``: the one that matched best); the
+        same text elsewhere (a paragraph syndicated by two outlets, a file copied into two
+        folders) adds its citations to ``also_in``."""
+        citations = self._citations(paragraph.sources, paragraph.article)
+        for copy in self.paragraph_copies(paragraph, passage):
+            citations += self._citations(copy.sources, copy.article)
+        whole = passage.text == paragraph.text
         return Hit(
-            rank=rank, score=score, text=passage.text, citation=citations[0], passage_id=passage_id,
-            article=passage.article, also_in=tuple(citations[1:]), embedded=passage.embedded,
+            rank=rank, score=score, text=paragraph.text, citation=citations[0], passage_id=passage.id,
+            article=paragraph.article, also_in=tuple(citations[1:]), embedded=passage.embedded if whole else None,
+            paragraph_id=paragraph.id,
         )
 
-    def _citations(self, passage: Passage) -> list[Citation]:
-        article = self.stored.articles.get(passage.article)
-        return [Citation.from_stored(source, article) for source in passage.sources]
+    def paragraph_copies(self, paragraph: Paragraph, passage: Passage) -> list[Paragraph]:
+        """Other paragraphs of the same text: those of ``passage``'s copies that hold it whole."""
+        copies = []
+        for pid in self.stored.copies(passage):
+            other = self.stored.paragraph(int(self.stored.paragraph_of[pid]))
+            if other.id != paragraph.id and other.text == paragraph.text and all(o.id != other.id for o in copies):
+                copies.append(other)
+        return copies
 
-    def hits(self, ranked: Sequence[tuple[int, float]], *, k: int) -> list[Hit]:
-        """The first ``k`` distinct passages of ``ranked`` as hits. A passage embedded from the
-        same text as a better one (its stored copies: an article syndicated by two outlets,
-        a file copied into two folders) is not a hit of its own; every copy's citations are in
-        that hit's ``also_in``, wherever the copies rank."""
+    def _citations(self, sources: list, article_key: str) -> list[Citation]:
+        article = self.stored.articles.get(article_key)
+        return [Citation.from_stored(source, article) for source in sources]
+
+    def hits(self, ranked: Sequence[tuple[int, float]], *, k: int, best: dict[int, int] | None = None) -> list[Hit]:
+        """The first ``k`` distinct paragraphs of ``ranked`` as hits (``best``: each one's best
+        passage, else its first). A paragraph of the same text as a better one is not a hit of
+        its own; its citations are in that hit's ``also_in``, wherever it ranks."""
         hits: list[Hit] = []
         shown: set[int] = set()
-        for pid, score in ranked:
+        for number, score in ranked:
             if len(hits) == k:
                 break
-            if pid in shown:
+            if number in shown:
                 continue
-            passage = self.stored.passage(pid)
-            shown.update(self.stored.copies(passage))
-            hits.append(self.hit(len(hits) + 1, pid, score, passage))
+            paragraph = self.stored.paragraph(number)
+            passage = self.stored.passage((best or {}).get(number, paragraph.passages[0]))
+            shown.update(copy.id for copy in self.paragraph_copies(paragraph, passage))
+            hits.append(self.hit(len(hits) + 1, paragraph, score, passage=passage))
         return hits
 
     def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE, filters: Filters | None = None) -> list[Hit]:
-        """The ``k`` best distinct passages for ``question``, best first (see :meth:`hits`);
+        """The ``k`` best distinct paragraphs for ``question``, best first (see :meth:`hits`);
         fewer only when the ranking holds fewer. ``filters`` narrow the search to the passages
         they keep, inside retrieval (none kept: no hits)."""
         check_query(question, k=k, mode=mode)
@@ -236,15 +287,10 @@ class Searcher:
         searchable = self.stored.count if selection is None else selection.count
         if searchable == 0:
             return []
-        pool, read = max(k, CANDIDATES), 2 * k  # the fused pool of rank(k), read 2k deep for copies
+        depth = max(PASSAGE_DEPTH, 4 * k)
         while True:
-            depth = max(pool, (read + 1) // 2)
-            ranked = self.rank(question, k=read, mode=mode, depth=depth, selection=selection)
-            hits = self.hits(ranked, k=k)
-            # A short dense or keyword ranking holds all there is; a short fused one may only
-            # mean that both runs found the same passages (copies of one text), until the
-            # runs are as deep as the index.
-            exhausted = len(ranked) < read and (mode != "hybrid" or depth >= searchable)
-            if len(hits) == k or exhausted:
+            ranked, best = self.ranking(question, k=k, mode=mode, depth=depth, selection=selection)
+            hits = self.hits(ranked, k=k, best=best)
+            if len(hits) == k or depth >= searchable:
                 return hits
-            read *= 2
+            depth *= 4  # copies of one text fill the ranking: read deeper
