@@ -333,12 +333,12 @@ def cut(dataset: Dataset, grain: str) -> list[Unit]:
 
     units: list[Unit] = []
     if re.fullmatch(r"p\d+", grain):
-        passages = make_passages(dataset.parsed, articles, view, ChunkSettings(max_tokens=int(grain[1:])))
+        passages = make_passages(dataset.parsed, articles, view, ChunkSettings(max_tokens=int(grain[1:]))).passages
         texts = dataset.texts
         for p in passages:
-            source = p["sources"][0]
-            s, e = source["chars"]
-            units.append(Unit(p["_embed"], p["text"], p["article"], source["file"], s, e, None))
+            source = p.sources[0]
+            s, e = source.chars
+            units.append(Unit(p.embed_text, p.text, p.article, source.file, s, e, None))
         by_file: dict[str, list[tuple[int, int]]] = {}
         for (name, s, e) in owner:
             by_file.setdefault(name, []).append((s, e))

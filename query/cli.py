@@ -288,7 +288,7 @@ def mcp(index: IndexOption = None) -> None:
 
 @app.command("eval")
 def evaluate(
-    target: Annotated[Path, typer.Argument(help="Gold questions YAML, a folder in BEIR layout, or a SQuAD JSON file.")],
+    target: Annotated[list[Path], typer.Argument(help="Gold questions YAML, a folder in BEIR layout, or a SQuAD JSON file; several: one table and a mean row.")],
     index: IndexOption = None,
     mode: Annotated[list[str], typer.Option("--mode", help="Mode(s) to evaluate; repeat for several.")] = ["hybrid"],
     split: Annotated[Optional[str], typer.Option("--split", help="BEIR qrels split (default: test where the folder has it, else its only split).")] = None,
@@ -300,21 +300,54 @@ def evaluate(
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10, hit@1/3, abstain and answer accuracy, and latency for TARGET;
     for SQuAD JSON: em, f1, answered, wrong, abstain, para@1/5 and latency of the answers."""
-    from indexer.errors import SemindexError
-    from query.evaluate import evaluate_beir, evaluate_gold
-    from query.squad import is_squad
+    from query.evaluate import summary_rows
 
     modes = [_check_mode(m) for m in mode]
-    if target.is_file() and is_squad(target):
-        _evaluate_squad(target, index=index, modes=modes, split=split, limit=limit, precision=precision, model=model,
-                        reader=reader, as_json=as_json)
+    options = dict(index=index, modes=modes, split=split, limit=limit, precision=precision, model=model, reader=reader,
+                   progress=not as_json)
+    if len(target) > 1:
+        results = [(path, _eval_rows(path, **options)[0]) for path in target]
+        summary = summary_rows(results, modes=modes)
+        if as_json:
+            print(json.dumps({"targets": [row for _, rows in results for row in rows], "summary": summary}, indent=2))
+            return
+        from query.cli_output import print_eval_summary
+
+        print_eval_summary(summary)
         return
+    rows, columns = _eval_rows(target[0], **options)
+    if as_json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+        return
+    from query.cli_output import print_eval
+
+    print_eval(rows, target=target[0], columns=columns)
+
+
+def _eval_rows(target: Path, *, index, modes: list[str], split, limit, precision, model, reader,
+               progress: bool) -> tuple[list[dict], list[str]]:
+    """One target's report per mode as dicts, and the columns to print them in."""
+    from indexer.errors import SemindexError
+    from query.cli_output import EVAL_COLUMNS, SQUAD_COLUMNS
+    from query.evaluate import evaluate_beir, evaluate_gold
+    from query.squad import evaluate_squad, is_squad
+
+    if target.is_file() and is_squad(target):
+        given = [flag for flag, value in (("--index", index), ("--split", split), ("--precision", precision),
+                                          ("--model", model)) if value is not None]
+        if given:
+            raise SemindexError(f"{target}: {', '.join(given)} do(es) not apply to a SQuAD file; it is indexed into its own cache")
+        from query.llm_reader import reader_available
+
+        reader = reader or ("llm" if reader_available() is None else "sentence")
+        rows = [evaluate_squad(target, reader=reader, mode=m, limit=limit, progress=progress).to_dict() for m in modes]
+        return rows, SQUAD_COLUMNS
     if reader is not None:
         raise SemindexError(f"{target}: --reader applies to a SQuAD JSON file")
     if target.is_dir():
         if index is not None:
             raise SemindexError(f"{target}: --index applies to gold questions; a BEIR folder is indexed into its own cache")
-        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=not as_json,
+        reports = [evaluate_beir(target, split=split, mode=m, limit=limit, progress=progress,
                                  model=model, precision=precision.value if precision else None) for m in modes]
     elif target.is_file():
         beir_only = [flag for flag, value in (("--model", model), ("--split", split), ("--precision", precision))
@@ -327,37 +360,7 @@ def evaluate(
         raise SemindexError(f"{target}: no such gold questions file or BEIR folder")
     for warning in dict.fromkeys(warning for report in reports for warning in report.warnings):  # once, not per mode
         _warn(warning)
-    rows = [report.to_dict() for report in reports]
-    if as_json:
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
-        return
-    from query.cli_output import print_eval
-
-    print_eval(rows, target=target)
-
-
-def _evaluate_squad(target: Path, *, index, modes: list[str], split, limit, precision, model, reader, as_json) -> None:
-    """``semindex eval`` of a SQuAD JSON file: its articles indexed into the eval cache, each
-    question asked end to end with the reader."""
-    from indexer.errors import SemindexError
-    from query.squad import evaluate_squad
-
-    given = [flag for flag, value in (("--index", index), ("--split", split), ("--precision", precision),
-                                      ("--model", model)) if value is not None]
-    if given:
-        raise SemindexError(f"{target}: {', '.join(given)} do(es) not apply to a SQuAD file; it is indexed into its own cache")
-    from query.llm_reader import reader_available
-
-    reader = reader or ("llm" if reader_available() is None else "sentence")
-    rows = [evaluate_squad(target, reader=reader, mode=m, limit=limit, progress=not as_json).to_dict()
-            for m in modes]
-    if as_json:
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
-        return
-    from query.cli_output import print_eval
-
-    print_eval(rows, target=target, columns=["mode", "reader", "em", "f1", "answered", "wrong", "abstain", "para@1",
-                                             "para@5", "answerable", "unanswerable", "latency_p50_ms", "latency_p95_ms"])
+    return [report.to_dict() for report in reports], EVAL_COLUMNS
 
 
 def _usage_error_line(error: Exception, *, args: list[str]) -> str:

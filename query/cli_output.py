@@ -160,6 +160,25 @@ EVAL_COLUMNS = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1",
                 "latency_mean_ms", "latency_p95_ms"]
 
 
+SQUAD_COLUMNS = ["mode", "reader", "em", "f1", "answered", "wrong", "abstain", "para@1", "para@5", "answerable",
+                 "unanswerable", "latency_p50_ms", "latency_p95_ms"]
+
+
+def print_eval_summary(rows: list[dict[str, Any]]) -> None:
+    """``semindex eval`` of several targets: each target's headline measure per mode, then the
+    mean of each mode over the targets."""
+    from rich.table import Table
+
+    table = Table(title="semindex eval")
+    for column in ("target", "mode", "measure", "score", "queries"):
+        table.add_column(column, justify="left" if column in ("target", "measure") else "right")
+    for row in rows:
+        score = "-" if row["score"] is None else f"{row['score']:.3f}"
+        table.add_row(for_people(row["target"]), row["mode"], row["measure"], score,
+                      "-" if row["queries"] is None else str(row["queries"]))
+    console().print(table)
+
+
 def print_eval(rows: list[dict[str, Any]], *, target: Path, columns: list[str] = EVAL_COLUMNS) -> None:
     """The metrics of each evaluated mode, one row each."""
     from rich.table import Table

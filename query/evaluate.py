@@ -56,6 +56,31 @@ class EvalReport:
         }
 
 
+def headline(report: dict[str, Any]) -> str:
+    """The measure that speaks for a target in a summary: SQuAD para@1 (the top hit lies in the
+    question's paragraph and holds an answer), BEIR nDCG@10 over documents, gold questions
+    hit@1 (the top hit is from a source and holds an answer)."""
+    if "para@1" in report:
+        return "para@1"
+    return "ndcg@10" if report.get("split") is not None else "hit@1"
+
+
+def summary_rows(results: list[tuple[Path, list[dict[str, Any]]]], *, modes: list[str]) -> list[dict[str, Any]]:
+    """One row per (target, mode) with its headline measure and score, then per mode the mean
+    of the scores over the targets (``semindex eval`` of several targets)."""
+    rows = []
+    for target, reports in results:
+        for report in reports:
+            measure = headline(report)
+            rows.append({"target": str(target), "mode": report["mode"], "measure": measure, "score": report[measure],
+                         "queries": report.get("queries", report.get("answerable"))})
+    for mode in modes:
+        scores = [row["score"] for row in rows if row["mode"] == mode and row["score"] is not None]
+        rows.append({"target": "mean", "mode": mode, "measure": "mean of the above",
+                     "score": sum(scores) / len(scores) if scores else None, "queries": None})
+    return rows
+
+
 def _score_rankings(rankings: list[list[str]], qrels: list[dict[str, int]]) -> dict[str, float]:
     per_query = [
         {

@@ -129,7 +129,7 @@ class Searcher:
         """
         check_query(question, k=k, mode=mode)
         depth = depth or max(PASSAGE_DEPTH, 4 * k)
-        runs, shown = self.paragraph_runs(question, depth=depth, keyword_depth=max(CANDIDATES, 2 * k),
+        runs, shown = self.paragraph_runs(question, depth=depth, keyword_depth=max(CANDIDATES, k),
                                           mode=mode, selection=selection)
         if mode == "keyword" or not runs.dense:
             return runs.keyword, shown
@@ -148,12 +148,17 @@ class Searcher:
         keyword, keyword_best = [], {}
         if mode != "dense":
             found = self.keyword_retriever.search_paragraphs(question, k=keyword_depth + 1, selection=selection)
-            whole, complete = found[:keyword_depth], len(found) <= keyword_depth
-            passages, keyword_best = self.best_per_paragraph(
-                self.keyword_retriever.search(question, k=depth, selection=selection))
-            if complete:
-                whole = with_true_zeros(whole, [passages])
-            keyword = zscore_fusion([whole, passages[:keyword_depth]], weights=[0.5, 0.5])[:keyword_depth]
+            whole = found[:keyword_depth]
+            found_passages = self.keyword_retriever.search(question, k=depth, selection=selection)
+            passages, keyword_best = self.best_per_paragraph(found_passages)
+            passages = passages[:keyword_depth]
+            # a run holding every item BM25 scores above zero counts the others at their true 0,
+            # so a rare word found in one paragraph alone keeps the lead it earned
+            if len(found) <= keyword_depth:
+                whole = with_true_zeros(whole, [passages, dense])
+            if len(found_passages) < depth:
+                passages = with_true_zeros(passages, [whole, dense])
+            keyword = zscore_fusion([whole, passages], weights=[0.5, 0.5])[:keyword_depth]
         return Runs(dense=dense, keyword=keyword, vector=vector, best_passage=best), {**keyword_best, **best}
 
     def best_per_paragraph(self, run: list[tuple[int, float]]) -> tuple[list[tuple[int, float]], dict[int, int]]:
@@ -172,12 +177,15 @@ class Searcher:
     def fuse(self, runs: Runs, *, weights: list[float], rescore: bool = True, top: int = CLAUSE_TOP,
              mix: float = CLAUSE_MIX) -> list[tuple]:
         """z-score fusion of ``runs``; with ``rescore``, the ``top`` fused items that have a
-        passage get their dense score lifted by its best clause (``mix``) and are fused again."""
+        passage get their dense score lifted by its best clause (``mix``) and are fused again.
+        A metadata passage (a title, a date) is one fact judged whole: a clause of the title it
+        is embedded with would lift it for any question on the article's topic."""
         keyword = runs.keyword_scores()
         fused = zscore_fusion([runs.dense, keyword], weights=weights)
         if not rescore:
             return fused
-        targets = [(item, runs.passage(item)) for item, _ in fused[:top] if runs.passage(item) is not None]
+        targets = [(item, pid) for item, _ in fused[:top]
+                   if (pid := runs.passage(item)) is not None and not self.stored.passage(pid).kind.is_metadata]
         return zscore_fusion([self.clause_rescored(runs.dense, targets, runs.vector, mix=mix), keyword],
                              weights=weights)
 

@@ -651,7 +651,7 @@ def test_a_format_1_index_is_refused_in_one_line_and_rebuilt(hostile, copy: Path
     (generation / "semindex-generation.json").unlink()
     reseal(generation, lambda manifest: manifest.__setitem__("format_version", 1))
     line = run("search", "kites", "--index", copy).error_line()
-    assert "index format version 1 but this semindex reads version 2; rebuild it with: semindex build" in line
+    assert "index format version 1 but this semindex reads version 3; rebuild it with: semindex build" in line
     corpus, _, _ = hostile
     run("build", corpus, "--index", copy, "--full", env={"SEMINDEX_MAX_FILE_MB": SIZE_LIMIT_MB}).ok()
     run("search", "kites", "--index", copy).ok()

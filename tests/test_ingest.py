@@ -601,9 +601,10 @@ def test_no_passage_exceeds_the_model_sequence_length(request, embedder, which: 
 
 def test_long_body_is_cut_within_the_model_limit(write_corpus, embedder, tmp_path: Path) -> None:
     """One long paragraph and one 'sentence' without stops both become passages within the limit."""
-    sentence = "The river authority said water levels would keep rising through the week as rain continued. "
+    sentences = "".join(f"The river authority said water levels would keep rising through day {day} as rain continued. "
+                        for day in range(60))
     corpus = write_corpus({
-        "long.txt": "Flood warning\n\n" + sentence * 60 + "\n\n" + " ".join(["downstream"] * 700) + "\n",
+        "long.txt": "Flood warning\n\n" + sentences + "\n\n" + " ".join(["downstream"] * 700) + "\n",
     })
     build_index(corpus=corpus, index=tmp_path / "index", embedder=embedder)
     stored = StoredIndex.open(tmp_path / "index")
