@@ -255,7 +255,8 @@ class Api:
         async def bug(_request, exc: Exception):  # logged by uvicorn; the client still gets JSON
             return error_response(500, f"internal error ({type(exc).__name__})")
 
-        app.middleware("http")(self._authorize)
+        if self.options.token:  # a middleware per request costs a task and two streams: only when it guards something
+            app.middleware("http")(self._authorize)
         if self.options.cors:
             from starlette.middleware.cors import CORSMiddleware
 
