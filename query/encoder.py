@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 from typing import Any
 
@@ -44,7 +45,7 @@ class QueryEncoder:
     def __init__(self, stored: StoredIndex, *, model: str | None = None) -> None:
         self.stored = stored
         self.recorded = stored.manifest.model
-        self._last_question: tuple[str, Any] | None = None
+        self._last = threading.local()  # each thread's last question: a server thread answers one request at a time
         if model is not None and resolve_model(model).id != self.recorded["id"]:
             raise IndexFormatError(
                 f"{stored.index}: built with model {self.recorded['id']!r}, not {resolve_model(model).id!r}; "
@@ -103,12 +104,13 @@ class QueryEncoder:
         return self.model.encode(self.prompts.documents(texts))
 
     def question(self, question: str):
-        """The unit vector of ``question``, after the model's query prompt (the last one is
-        kept: ``ask`` needs it for the search and again for the answer)."""
-        last = self._last_question
+        """The unit vector of ``question``, after the model's query prompt (the last one of
+        each thread is kept: ``ask`` needs it for the search and again for the answer, and
+        requests answered side by side would otherwise replace each other's)."""
+        last = getattr(self._last, "question", None)
         if last is not None and last[0] == question:
             return last[1]
         vector = self.model.encode([self.prompts.question(question)])[0]
         vector.setflags(write=False)  # shared by the callers that ask for it
-        self._last_question = (question, vector)
+        self._last.question = (question, vector)
         return vector
