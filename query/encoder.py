@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from functools import cached_property
 from typing import Any
 
@@ -9,7 +11,30 @@ from indexer.embedder import Embedder, ModelError, Prompts, resolve_model
 from indexer.errors import IndexFormatError
 from indexer.manifest import MANIFEST, rebuild_hint
 from indexer.build_model import no_onnx
+from indexer.onnx_embedder import OnnxEmbedder
 from indexer.store import StoredIndex
+
+
+class QueryOnnxEmbedder(OnnxEmbedder):
+    """The fp32 export as the query path runs it: a session whose threads sleep when they run
+    out of work instead of spinning for more. One question is a few milliseconds of work
+    split over the cores; a spinning thread then holds its core for a while after, which a
+    server answering several questions at once (or a machine doing anything else) needs
+    for the next one: the same vectors, about twice the searches a second on a busy
+    two-core machine (docs/experiments/serve.md)."""
+
+    @cached_property
+    def session(self):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1  # the query path's export is fp32
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return onnxruntime.InferenceSession(str(self.folder / self.config["onnx_file"]), sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own errors (not exported by name), as OnnxEmbedder
+            raise self._broken(error) from None
 
 
 class QueryEncoder:
@@ -20,7 +45,7 @@ class QueryEncoder:
     def __init__(self, stored: StoredIndex, *, model: str | None = None) -> None:
         self.stored = stored
         self.recorded = stored.manifest.model
-        self._last_question: tuple[str, Any] | None = None
+        self._last = threading.local()  # each thread's last question: a server thread answers one request at a time
         if model is not None and resolve_model(model).id != self.recorded["id"]:
             raise IndexFormatError(
                 f"{stored.index}: built with model {self.recorded['id']!r}, not {resolve_model(model).id!r}; "
@@ -54,7 +79,6 @@ class QueryEncoder:
         Questions embed at fp32 whatever precision the passages were embedded at: the export
         gives sentence-transformers' own vectors (``tests/test_onnx_equivalence.py``).
         """
-        from indexer.onnx_embedder import OnnxEmbedder
         from indexer.onnx_export import CONFIG_FILE, ensure_export, export_folder
 
         recorded = self.recorded
@@ -67,7 +91,7 @@ class QueryEncoder:
                 model_id=recorded["id"], model_path=embedder.ref.local_path, fingerprint=recorded["fingerprint"],
                 max_seq_length=recorded["max_seq_length"],
             )
-        return OnnxEmbedder(folder)
+        return QueryOnnxEmbedder(folder)
 
     @cached_property
     def prompts(self) -> Prompts:
@@ -80,12 +104,13 @@ class QueryEncoder:
         return self.model.encode(self.prompts.documents(texts))
 
     def question(self, question: str):
-        """The unit vector of ``question``, after the model's query prompt (the last one is
-        kept: ``ask`` needs it for the search and again for the answer)."""
-        last = self._last_question
+        """The unit vector of ``question``, after the model's query prompt (the last one of
+        each thread is kept: ``ask`` needs it for the search and again for the answer, and
+        requests answered side by side would otherwise replace each other's)."""
+        last = getattr(self._last, "question", None)
         if last is not None and last[0] == question:
             return last[1]
         vector = self.model.encode([self.prompts.question(question)])[0]
         vector.setflags(write=False)  # shared by the callers that ask for it
-        self._last_question = (question, vector)
+        self._last.question = (question, vector)
         return vector

@@ -108,3 +108,13 @@ def test_query_path_does_not_import_torch(folder: Path) -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_the_query_session_sleeps_when_idle_and_embeds_the_same(folder: Path) -> None:
+    """The query path's session differs only in that its threads do not spin between runs."""
+    from query.encoder import QueryOnnxEmbedder
+
+    query = QueryOnnxEmbedder(folder)
+    options = query.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert np.array_equal(query.encode(TEXTS, batch_size=8), OnnxEmbedder(folder).encode(TEXTS, batch_size=8))

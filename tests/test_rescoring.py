@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from query.rescoring import CLAUSE_MIX, clauses, mix_clause_scores
+from indexer.store import StoredIndex
+from query.rescoring import CLAUSE_MIX, ClauseVectors, clauses, mix_clause_scores
 from query.index import open_searcher
+from query.searcher import Searcher
 
 INDEX = Path(__file__).resolve().parent.parent / "index"
 
@@ -47,3 +50,43 @@ def test_rescoring_puts_the_answering_appositive_first():
     assert "Joelle Pineau" not in searcher.stored.paragraph(plain[0][0]).text
     assert "Joelle Pineau" in searcher.stored.paragraph(rescored[0][0]).text
 
+
+
+def test_clause_vectors_are_kept_bounded_and_equal_to_embedding_alone():
+    searcher = open_searcher(INDEX)
+    calls: list[list[str]] = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return searcher.embed(texts)
+
+    kept = ClauseVectors(embed, limit=3)
+    texts = ["says Joelle Pineau", "Meta AI’s managing director", "of opening the code"]
+    first = kept(texts + texts[:1])  # a repeated clause is embedded once
+    assert first.shape == (4, searcher.stored.dimension) and np.array_equal(first[0], first[3])
+    assert calls == [[text] for text in texts]  # one at a time: a vector does not depend on its batch
+    for row, text in zip(first, texts):
+        assert np.array_equal(row, searcher.embed([text])[0])
+    again = kept(list(reversed(texts)))
+    assert len(calls) == 3 and np.array_equal(again, first[2::-1])  # all kept, none embedded again
+    kept(["the fourth clause here"])  # over the limit: the least recently used goes
+    assert len(kept) == 3 and len(calls) == 4
+    kept([texts[0]])
+    assert len(calls) == 4  # texts[0] was used last, so it stayed
+    kept([texts[2]])
+    assert calls[-1] == [texts[2]]  # texts[2] was the oldest: dropped, embedded again
+
+
+def test_a_ranking_from_kept_clause_vectors_is_the_fresh_ranking():
+    """Questions sharing passages share clauses: the second one embeds only the clauses it
+    has not seen, and ranks exactly as it does in a searcher that has seen nothing."""
+    question = "Who is Meta AI's managing director?"
+    fresh = Searcher(StoredIndex.open(INDEX))
+    alone = fresh.rank(question, k=10)
+    needed = len(fresh.rescorer.embed)
+    primed = Searcher(StoredIndex.open(INDEX))
+    primed.rank("Who leads Meta AI?", k=10)
+    before = len(primed.rescorer.embed)
+    assert primed.rank(question, k=10) == alone
+    assert len(primed.rescorer.embed) - before < needed  # some of its clauses were kept
+    assert fresh.rank(question, k=10) == alone

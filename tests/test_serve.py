@@ -175,3 +175,45 @@ def test_a_port_in_use_is_refused_in_one_line(bundled_index: Path) -> None:
         result = semindex("serve", "--index", str(bundled_index), "--port", str(taken.getsockname()[1]))
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot listen on 127.0.0.1:") and result.stderr.count("\n") == 1
+
+
+def test_served_connections_send_without_waiting_for_acks() -> None:
+    """Accepted connections have Nagle's algorithm off, as asyncio (so uvicorn) leaves them."""
+    import asyncio
+    import socket
+
+    from query.serve import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    seen: list[int] = []
+
+    async def handle(_reader, writer) -> None:
+        seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    async def connect() -> None:
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            reader, writer = await asyncio.open_connection(*sock.getsockname())
+            await reader.read()
+            writer.close()
+
+    asyncio.run(connect())
+    assert seen and seen[0] != 0
+
+
+def test_kept_alive_requests_are_not_held_by_delayed_acks(server: Server) -> None:
+    """With Nagle's algorithm on, each response's body waited for the client's delayed ACK
+    (40 ms on Linux) on a kept-alive connection; /healthz itself takes a few ms."""
+    import http.client
+    import statistics
+    import time
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    took = []
+    for _ in range(21):
+        start = time.perf_counter()
+        assert server.request("GET", "/healthz", connection=conn).status == 200
+        took.append(time.perf_counter() - start)
+    conn.close()
+    assert statistics.median(took[1:]) < 0.035
