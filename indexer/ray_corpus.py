@@ -87,11 +87,11 @@ class RayCorpus:
         assert self.corpus is not None
         nodes = [node for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
         corpus = str(self.corpus.absolute())
+        began = time.perf_counter()
         names = ray.put([name for _, name in self.found])
         task = _remote(_unreadable_here)
         refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                 .remote(corpus, names) for node in nodes]
-        began = time.perf_counter()
         results = self._gather(refs, "checking the corpus")
         self._record("check", [(node, pid, 1) for node, pid, _ in results], began)
         self.checked = sorted({self.addresses.get(node, node) for node, _, _ in results})
@@ -152,12 +152,12 @@ class RayCorpus:
         key = ray.put((model_name, model.max_seq_length, model.files_fingerprint))
         shared_settings = ray.put(settings)
         task = _remote(_cut_shard)
+        began = time.perf_counter()
         refs = []
         for start, end in _shards([len(file.text) for file in parsed], self.cpus):
             files = parsed[start:end]
             cited = {segment.article for file in files for segment in file.segments}
             refs.append(task.remote(files, {name: articles[name] for name in cited}, shared_settings, key))
-        began = time.perf_counter()
         results = self._gather(refs, "cutting passages")
         self._record("cut", [(node, pid, len(passages)) for node, pid, passages in results], began)
         return join_shards([passages for _, _, passages in results])

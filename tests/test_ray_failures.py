@@ -88,7 +88,7 @@ def test_workers_that_keep_dying_fail_the_build_and_keep_the_live_generation(cor
     index = shutil.copytree(local_index, tmp_path / "index")
     live = (index / "CURRENT").read_text()
     generations = sorted(path.name for path in index.iterdir())
-    with ray_head(cpus=2) as address:
+    with ray_head(cpus=1) as address:  # one embedder to kill
         build = _start_build(corpus, index, address, "--full")
         kills = 0
         while build.poll() is None:
