@@ -7,9 +7,12 @@ as plain text files, the first ``--articles`` of them. Both builds run ``seminde
 fresh process at int8 (the default) with the ONNX export already cached: first a local build,
 then one with ``--ray`` against a head this script starts on loopback with ``--cpus`` CPUs (the
 head's start is not timed: a cluster is already running when a build is asked of it). Printed:
-a Markdown table of wall seconds and passages/s for each, the Ray build's embedding seconds and
-per-worker throughput (from its manifest), the driver's own seconds (everything but embedding),
-and whether the two indexes match as ``semindex build --check`` compares them.
+a Markdown table of wall seconds and passages/s for each, the seconds of each stage the Ray build
+ran on the cluster (checking, fingerprinting, reading and cutting the corpus as tasks, embedding
+by the actor pool: from its manifest), the embedders' throughput, the driver's own seconds (the
+rest: walking the corpus, linking, joining shards, FAISS, BM25, passage store, manifest, and
+joining the cluster), and whether the two indexes match as ``semindex build --check`` compares
+them. ``bench/scale.py --ray`` runs this.
 """
 
 from __future__ import annotations
@@ -87,16 +90,19 @@ def main() -> None:
         problems = compare_indexes(expected=local, actual=on_ray)
     embed_s = cluster["seconds"]
     workers = len(cluster["workers"])
-    print(f"{articles:,} articles, {passages:,} passages; machine: {os.cpu_count()} cores (shared); Ray: {args.cpus} CPUs, "
-          f"{workers} embedders")
-    print("| build | wall s | passages/s | embedding s | passages/s per embedder | driver's own s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    stages = ("check", "fingerprint", "read", "cut")
+    corpus_s = [cluster[stage]["seconds"] for stage in stages]
+    print(f"{articles:,} articles, {passages:,} passages; machine: {os.cpu_count()} cores (shared), load "
+          f"{os.getloadavg()[0]:.1f} at the end; Ray: {args.cpus} CPUs, {workers} embedders")
+    print("| build | wall s | passages/s | on the cluster: check / fingerprint / read / cut / embed s "
+          "| passages/s per embedder | driver's own s |")
+    print("|---|---:|---:|---|---:|---:|")
     print(f"| local | {local_s:.1f} | {passages / local_s:.0f} | | | |")
-    print(f"| --ray (head on loopback) | {ray_s:.1f} | {passages / ray_s:.0f} | {embed_s:.1f} | "
-          f"{passages / embed_s / workers:.0f} | {ray_s - embed_s:.1f} |")
+    print(f"| --ray (head on loopback) | {ray_s:.1f} | {passages / ray_s:.0f} | "
+          f"{' / '.join(f'{seconds:.1f}' for seconds in [*corpus_s, embed_s])} | "
+          f"{passages / embed_s / workers:.0f} | {ray_s - embed_s - sum(corpus_s):.1f} |")
     print(f"Ray overhead: {100 * (ray_s / local_s - 1):+.0f}% wall; indexes "
           + ("match (semindex build --check's comparison)" if not problems else f"differ: {problems}"))
-
 
 if __name__ == "__main__":
     main()

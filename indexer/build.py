@@ -119,14 +119,28 @@ def build_index(*, corpus: Path, index: Path, **options: Any) -> BuildReport:
     """
     began = time.perf_counter()
     config = BuildConfig(corpus=corpus, index=index, **options).settled()
+    if config.ray:  # before any work: join the cluster (or fail in one line)
+        from indexer.ray_build import connect
+
+        connect(config.ray)
     found = discover(corpus, warn=config.warn, follow_links=config.follow_links)
-    inputs = hash_inputs(found)
+    on_ray = None
+    if config.ray:  # every node must read the corpus; the nodes fingerprint and read it
+        from indexer.ray_corpus import RayCorpus
+
+        on_ray = RayCorpus(config.ray, corpus, found)
+        on_ray.check_readable()
+    inputs = on_ray.hash_inputs() if on_ray else hash_inputs(found)
     if not config.full and (report := _unchanged_report(config, inputs=inputs, began=began)) is not None:
         return report
-    parsed, skipped, skipped_names = read_files(corpus, found, warn=config.warn)
+    if on_ray:
+        parsed, skipped, skipped_names = on_ray.read_files(warn=config.warn)
+    else:
+        parsed, skipped, skipped_names = read_files(corpus, found, warn=config.warn)
     recorded_inputs = {name: inputs.get(name) for name in skipped_names}
     recorded_inputs.update({file.name: file.sha256 for file in parsed})
-    return _build(parsed, config, skipped=skipped, inputs=dict(sorted(recorded_inputs.items())), began=began)
+    return _build(parsed, config, skipped=skipped, inputs=dict(sorted(recorded_inputs.items())), began=began,
+                  on_ray=on_ray)
 
 
 def build_from_parsed(parsed: list[ParsedFile], *, index: Path, skipped: list[str] | None = None,
@@ -138,14 +152,14 @@ def build_from_parsed(parsed: list[ParsedFile], *, index: Path, skipped: list[st
 
 
 def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str], inputs: dict[str, str | None],
-           began: float) -> BuildReport:
+           began: float, on_ray: Any = None) -> BuildReport:
     """Link, cut, embed and write: the build lock is held from reading the live generation to
-    publishing the new one."""
+    publishing the new one. ``on_ray``: the build's :class:`~indexer.ray_corpus.RayCorpus`."""
     index, warn, precision = config.index, config.warn, config.precision
-    if config.ray:  # before any work: join the cluster (or fail in one line)
-        from indexer.ray_build import connect
+    if config.ray and on_ray is None:  # before any work: join the cluster (or fail in one line)
+        from indexer.ray_corpus import RayCorpus
 
-        connect(config.ray)
+        on_ray = RayCorpus(config.ray)
     with build_lock(index):
         live = live_name(index)
         # read first: a precision semindex does not know is an error, not an index to rebuild
@@ -162,18 +176,23 @@ def _build(parsed: list[ParsedFile], config: BuildConfig, *, skipped: list[str],
         encoder = CachedEncoder(model, cache or VectorCache.empty(model.dimension))
         articles = merge_articles(parsed)
         links = link_bodies(parsed, articles, LinkEncoder(encoder))
-        cut = make_passages(parsed, articles, model, config.settings)
+        if on_ray:
+            cut = on_ray.cut(parsed, articles, model, config.settings, model_name=config.model)
+        else:
+            cut = make_passages(parsed, articles, model, config.settings)
         passages = cut.passages
         factory = config.factory or choose_factory(len(passages))
         texts = [passage.embed_text for passage in passages]
         copy_groups = mark_copies(passages)
         cluster: dict[str, Any] = {}
-        if config.ray:
-            from indexer.ray_build import embed_on_ray
+        if on_ray:
+            from indexer.ray_build import ClusterRun, embed_on_ray
+
+            cluster["ray"] = {**ClusterRun(config.ray).to_dict(), **on_ray.to_dict()}
 
             def embed(missing: list[str]) -> Any:
                 vectors, run = embed_on_ray(model, missing, address=config.ray, model_name=config.model)
-                cluster["ray"] = run.to_dict()
+                cluster["ray"] = {**run.to_dict(), **on_ray.to_dict()}
                 return vectors
         else:
             def embed(missing: list[str]) -> Any:

@@ -169,6 +169,15 @@ def read_files(
 ) -> tuple[list[ParsedFile], list[str], list[str]]:
     """Read discovered files (stage 2 of a build): (parsed files, skip messages, names of the
     skipped files); a file that cannot be read is warned about and skipped."""
+    parsed, skipped, skipped_names = parse_files(found, warn=warn)
+    require_parsed(corpus, parsed)
+    return parsed, skipped, skipped_names
+
+
+def parse_files(
+    found: list[tuple[Path, str]], *, warn: Callable[[str], None]
+) -> tuple[list[ParsedFile], list[str], list[str]]:
+    """:func:`read_files` of some of a corpus's files (a Ray task's share): none may be readable."""
     parsed: list[ParsedFile] = []
     skipped: list[str] = []
     skipped_names: list[str] = []
@@ -179,9 +188,13 @@ def read_files(
             warn(f"{error} (skipped)")
             skipped.append(str(error))
             skipped_names.append(name)
+    return parsed, skipped, skipped_names
+
+
+def require_parsed(corpus: Path, parsed: list[ParsedFile]) -> None:
+    """A build needs at least one readable file."""
     if not parsed:
         raise CorpusError(f"{corpus}: no indexable .txt or .md files")
-    return parsed, skipped, skipped_names
 
 
 def yaml_problem(error: Exception) -> tuple[int | None, str]:

@@ -76,10 +76,14 @@ def connect(address: str) -> None:
         raise SemindexError(f"--ray {address}: cannot join the Ray cluster ({reason})") from None
     import ray.data
 
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its execution notes are not the build's output
+    # its execution notes and tracebacks are not the build's output (a failure is one line)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    # an embedder that dies while it loads the model is replaced, a few times (Ray Data's
+    # default fails the build at once; one that dies later is restarted, see embed_on_ray)
+    context.max_consecutive_actor_init_deaths = RETRIES
 
 
 class BatchEmbedder:
@@ -131,15 +135,18 @@ def embed_on_ray(model: BuildModel, texts: list[str], *, address: str, model_nam
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     items = ray.data.from_items([{"row": i, "text": texts[i]} for i in order],
                                 override_num_blocks=math.ceil(len(texts) / batch_size))
-    embedded = items.map_batches(
-        BatchEmbedder, batch_size=batch_size, batch_format="numpy", num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        # a dead worker is restarted and its batch run again, a few times: a node that keeps
-        # failing fails the build (Ray Data's default would retry forever)
-        max_restarts=RETRIES, max_task_retries=RETRIES,
-        fn_constructor_kwargs={"model": model_name, "precision": precision, "fingerprint": model.fingerprint,
-                               "quantization": model.quantization()},
-    )
+    with warnings.catch_warnings():
+        # max_restarts and max_task_retries have no named parameter yet (Ray 2.60 warns)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        embedded = items.map_batches(
+            BatchEmbedder, batch_size=batch_size, batch_format="numpy", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            # a dead worker is restarted and its batch run again, a few times: a node that keeps
+            # failing fails the build (Ray Data's default would retry forever)
+            max_restarts=RETRIES, max_task_retries=RETRIES,
+            fn_constructor_kwargs={"model": model_name, "precision": precision, "fingerprint": model.fingerprint,
+                                   "quantization": model.quantization()},
+        )
     addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
     try:
         with warnings.catch_warnings():

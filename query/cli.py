@@ -114,7 +114,7 @@ def build(
     full: Annotated[bool, typer.Option("--full", help="Re-embed every passage (default: reuse the vectors of unchanged text).")] = False,
     precision: Annotated[Optional[Precision], typer.Option("--precision", help="Embed passages with the fp32 ONNX export or its int8 quantization (~2.3x faster; checked to keep mean cosine >= 0.98 to fp32, else a default build embeds at fp32). Default: INDEX's current precision, else int8.")] = None,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Index files that symbolic links lead to outside CORPUS (default: skip them, with a note).")] = False,
-    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Embed on a Ray cluster: 'local' (start one here), 'auto', or the head's host:port. Needs semindex[ray] on every node.")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Read, cut and embed on a Ray cluster: 'local' (start one here), 'auto', or the head's host:port. Needs semindex[ray] on every node, and the corpus at the same path on each (a shared filesystem).")] = None,
 ) -> None:
     """Index CORPUS into INDEX (a new generation, switched in atomically)."""
     from indexer.build import build_index

@@ -50,7 +50,13 @@ def print_build_report(report, *, corpus: Path) -> None:
     for link in report.links:
         out.print(f"  linked {link['file']} → {link['article']} (score {link['score']:.2f})")
     if report.cluster:
-        out.print(f"  embedded on Ray at {report.cluster['address']} by {len(report.cluster['workers'])} workers")
+        ray = report.cluster
+        done = [f"{stage} {ray[stage][unit]} {unit} in {ray[stage]['tasks']} tasks"
+                for stage, unit in (("read", "files"), ("cut", "passages")) if stage in ray]
+        if ray["workers"]:
+            done.append(f"embedded {sum(worker['passages'] for worker in ray['workers'])} passages "
+                        f"by {len(ray['workers'])} workers")
+        out.print(f"  on Ray at {ray['address']}: {', '.join(done)}")
     if report.chrome_blocks:
         out.print(f"  left out {report.chrome_blocks} blocks of site chrome (see: semindex info)")
     if report.skipped:

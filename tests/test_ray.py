@@ -8,13 +8,8 @@ stops it at the end, so `.ci/run` starts nothing; Ray comes with the `test` extr
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,11 +17,10 @@ import pytest
 from indexer.compare import compare_indexes
 from indexer.errors import SemindexError
 from indexer.store import StoredIndex
+from tests.ray_cluster import free_port, semindex
+from tests.ray_cluster import ray_head as start_head
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-"""The head and its drivers share a token of this test's own (nothing is written to ~/.ray)."""
 QUESTIONS = ["Who pays for open-source AI models?", "What did the article say about Meta?"]
 
 
@@ -39,35 +33,45 @@ def test_without_ray_the_build_says_how_to_install_it(monkeypatch):
     assert str(caught.value) == INSTALL_HINT and "\n" not in INSTALL_HINT
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def test_passages_cut_in_shards_and_joined_are_the_ones_cut_from_the_whole_corpus(tmp_path):
+    """Ray tasks cut consecutive shards of the files; joined, they must be make_passages' own
+    output over the whole corpus, whatever the split: copies of one article's text in
+    several files (a copied record, a record another page lists) are one passage and one
+    paragraph, and each passage points to its paragraph."""
+    from indexer.build_model import BuildModel
+    from indexer.chunking import ChunkSettings
+    from indexer.discover import discover
+    from indexer.documents import read_files
+    from indexer.linking import merge_articles
+    from indexer.passages import make_passages
+    from indexer.ray_corpus import _shards, join_shards
+    from tests.synthetic import news_corpus, write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus", news_corpus(30, seed=4))
+    for name in ("r0003.md", "r0010.md"):  # the same record in a second folder, after the first
+        (corpus / "z").mkdir(exist_ok=True)
+        shutil.copy(corpus / name, corpus / "z" / name)
+    shutil.copytree(ROOT / "corpus", corpus / "news")  # real pages whose related entries list each other
+    parsed, _, _ = read_files(corpus, discover(corpus, warn=print), warn=print)
+    articles = merge_articles(parsed)
+    model, settings = BuildModel(), ChunkSettings()
+    whole = make_passages(parsed, articles, model, settings)
+    assert any(len({source.file for source in passage.sources}) > 1 for passage in whole.passages)
+    assert any(passage.sources[-1].listed_by for passage in whole.passages if len(passage.sources) > 1)
+    assert any(len({source.file for source in paragraph.sources}) > 1 for paragraph in whole.paragraphs)
+    splits = {tuple(_shards([len(file.text) for file in parsed], cpus)) for cpus in (1, 2, 3, 5, 8)}
+    splits.add(tuple((i, i + 1) for i in range(len(parsed))))  # a file a shard
+    for split in splits:
+        shards = [make_passages(parsed[start:end], articles, model, settings) for start, end in split]
+        assert join_shards(shards) == whole, split
 
 
 @pytest.fixture(scope="module")
 def ray_head():
     """A Ray head on loopback with 2 CPUs, in its own temp folder; stopped afterwards."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'semindex[ray]')")
-    ray_cli = BIN / "ray"
-    port = free_port()
-    temp = tempfile.mkdtemp(prefix="sray")  # short: Ray's unix sockets live under it
-    env = RAY_ENV
-    start = subprocess.run(
-        [str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-        capture_output=True, text=True, timeout=180, env=env,
-    )
-    try:
-        assert start.returncode == 0, start.stdout + start.stderr
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, env=env)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def semindex(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "semindex"), *args], capture_output=True, text=True, timeout=timeout, env=RAY_ENV)
+    with start_head(cpus=2) as address:
+        yield address
 
 
 def test_a_ray_build_is_the_index_a_local_build_makes(ray_head, tmp_path):
@@ -75,12 +79,20 @@ def test_a_ray_build_is_the_index_a_local_build_makes(ray_head, tmp_path):
     on_ray, local = tmp_path / "on_ray", tmp_path / "local"
     built = semindex("build", str(corpus), "--index", str(on_ray), "--ray", ray_head)
     assert built.returncode == 0, built.stderr
-    assert f"embedded on Ray at {ray_head} by" in built.stdout
+    assert f"on Ray at {ray_head}: read 5 files in " in built.stdout and ", embedded 51 passages by " in built.stdout
     assert semindex("build", str(corpus), "--index", str(local)).returncode == 0
 
     assert compare_indexes(expected=local, actual=on_ray) == []  # same passages, vectors within --check's tolerance
-    stored = StoredIndex.open(on_ray)
+    stored, stored_locally = StoredIndex.open(on_ray), StoredIndex.open(local)
+    assert (stored.generation / "passages.jsonl").read_bytes() == (stored_locally.generation / "passages.jsonl").read_bytes()
+    # int8: each text embedded on its own, so the very same vectors
+    assert (stored.vectors.reconstruct_n(0, stored.count) == stored_locally.vectors.reconstruct_n(0, stored.count)).all()
     cluster = stored.manifest["build"]["ray"]
+    # the files were checked, fingerprinted, read and cut by tasks on the cluster's node
+    assert cluster["checked_nodes"] == cluster["nodes"] and cluster["check"]["tasks"] == 1
+    for stage, unit, count in (("fingerprint", "files", 5), ("read", "files", 5), ("cut", "passages", stored.count)):
+        assert cluster[stage]["tasks"] >= 2 and cluster[stage][unit] == count
+        assert {worker["node"] for worker in cluster[stage]["workers"]} == set(cluster["nodes"])
     # the head's one node embedded every passage, in worker processes of its own (Ray names a
     # loopback node by the machine's address)
     assert cluster["address"] == ray_head and len(cluster["nodes"]) == 1
