@@ -302,3 +302,28 @@ def test_a_beir_cache_built_by_other_indexer_code_is_updated(tmp_path, capsys):
     assert "built by another version of the indexer" in capsys.readouterr().err
     evaluate_beir(folder, mode="keyword", cache=cache, precision="fp32")  # now current: left alone
     assert "built by another version" not in capsys.readouterr().err
+
+
+def test_several_targets_print_one_summary_with_a_mean_row_per_mode(tmp_path):
+    """`semindex eval A B --mode … --json`: every target's reports, then one summary row per
+    (target, mode) with its headline measure, and per mode the mean over the targets."""
+    import subprocess
+    import sys
+
+    half = tmp_path / "half.yaml"
+    entries = yaml.safe_load(GOLD.read_text(encoding="utf-8"))
+    half.write_text(yaml.safe_dump(entries[:6]), encoding="utf-8")
+    semindex = Path(sys.executable).with_name("semindex")
+    done = subprocess.run([semindex, "eval", GOLD, half, "--index", INDEX, "--mode", "hybrid", "--mode", "keyword",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert len(data["targets"]) == 4
+    rows = {(row["target"], row["mode"]): row for row in data["summary"]}
+    assert list(rows)[-2:] == [("mean", "hybrid"), ("mean", "keyword")]
+    for mode in ("hybrid", "keyword"):
+        first, second = rows[(str(GOLD), mode)], rows[(str(half), mode)]
+        assert first["measure"] == second["measure"] == "hit@1"
+        assert rows[("mean", mode)]["score"] == pytest.approx((first["score"] + second["score"]) / 2)
+    own = evaluate_gold(half, index=INDEX, mode="keyword").scores["hit@1"]
+    assert rows[(str(half), "keyword")]["score"] == own
