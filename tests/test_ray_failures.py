@@ -58,15 +58,13 @@ def test_a_node_that_cannot_read_a_corpus_path_fails_the_build_in_one_line(tmp_p
     assert not (index / "CURRENT").exists()
 
 
-def test_a_worker_killed_mid_build_is_replaced_and_the_index_is_the_local_one(corpus, local_index, tmp_path):
+def test_a_worker_killed_mid_build_still_gives_the_local_index(corpus, local_index, tmp_path):
     index = tmp_path / "on_ray"
     with ray_head(cpus=2) as address:
         build = _start_build(corpus, index, address)
-        seen: set[int] = set()
         killed = None
         while build.poll() is None:
             embedders = ray_processes(EMBEDDER)
-            seen.update(embedders)
             busy = [pid for pid in embedders if _cpu_seconds(pid) > 4]  # loaded its model, embedding
             if killed is None and busy:
                 killed = busy[0]
@@ -75,7 +73,9 @@ def test_a_worker_killed_mid_build_is_replaced_and_the_index_is_the_local_one(co
         _, stderr = build.communicate(timeout=60)
     assert killed is not None, "the build ended before an embedder was busy"
     assert build.returncode == 0, stderr
-    assert len(seen) >= 3, seen  # Ray started an embedder in place of the killed one
+    # Ray restarts the killed embedder or hands its batch to a surviving one (on a busy
+    # machine the build may finish before a restarted process is seen): either way every
+    # passage is embedded and the index is the local one
     assert compare_indexes(expected=local_index, actual=index) == []
     stored, local = StoredIndex.open(index), StoredIndex.open(local_index)
     assert (stored.vectors.reconstruct_n(0, stored.count) == local.vectors.reconstruct_n(0, local.count)).all()
