@@ -330,10 +330,7 @@ class StoredIndex:
 
     @cached_property
     def paragraph_digests(self):
-        try:
-            return integrity.load_digests(self.generation / PARAGRAPH_DIGESTS, count=self.paragraph_count)
-        except IndexFormatError as error:
-            raise IndexFormatError(f"{error}; {rebuild_hint(self.index)}") from None
+        return self._digests(PARAGRAPH_DIGESTS, count=self.paragraph_count)
 
     @cached_property
     def paragraph_of(self):
@@ -370,8 +367,11 @@ class StoredIndex:
     @cached_property
     def digests(self):
         """Each passage line's digest, checked when the line is read."""
+        return self._digests(DIGESTS, count=self.count)
+
+    def _digests(self, name: str, *, count: int):
         try:
-            return integrity.load_digests(self.generation / DIGESTS, count=self.count)
+            return integrity.load_digests(self.generation / name, count=count)
         except IndexFormatError as error:
             raise IndexFormatError(f"{error}; {rebuild_hint(self.index)}") from None
 

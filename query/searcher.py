@@ -242,12 +242,12 @@ class Searcher:
             self._article_of[passage_id] = self.stored.passage(passage_id).article
         return self._article_of[passage_id]
 
-    def hit(self, rank: int, paragraph: Paragraph, score: float, *, passage: Passage) -> Hit:
+    def hit(self, rank: int, paragraph: Paragraph, score: float, *, passage: Passage, copies: list[Paragraph]) -> Hit:
         """A ranked paragraph with its citations (``passage``: the one that matched best); the
-        same text elsewhere (a paragraph syndicated by two outlets, a file copied into two
-        folders) adds its citations to ``also_in``."""
+        same text elsewhere (``copies``: a paragraph syndicated by two outlets, a file copied
+        into two folders) adds its citations to ``also_in``."""
         citations = self._citations(paragraph.sources, paragraph.article)
-        for copy in self.paragraph_copies(paragraph, passage):
+        for copy in copies:
             citations += self._citations(copy.sources, copy.article)
         whole = passage.text == paragraph.text
         return Hit(
@@ -282,8 +282,9 @@ class Searcher:
                 continue
             paragraph = self.stored.paragraph(number)
             passage = self.stored.passage((best or {}).get(number, paragraph.passages[0]))
-            shown.update(copy.id for copy in self.paragraph_copies(paragraph, passage))
-            hits.append(self.hit(len(hits) + 1, paragraph, score, passage=passage))
+            copies = self.paragraph_copies(paragraph, passage)
+            shown.update(copy.id for copy in copies)
+            hits.append(self.hit(len(hits) + 1, paragraph, score, passage=passage, copies=copies))
         return hits
 
     def search(self, question: str, *, k: int = 5, mode: str = DEFAULT_MODE, filters: Filters | None = None) -> list[Hit]:
