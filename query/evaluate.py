@@ -154,7 +154,7 @@ def evaluate_gold(path: Path, *, index: Path | None = None, mode: str = "hybrid"
     ranked_for = ranker or (lambda searcher, question: searcher.rank(question, k=100, mode=mode))
     ranked_for(searcher, "warm-up")
     reader = SentenceReader()
-    tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
+    tools = ReaderTools.of(searcher)
     paragraphs = searcher.stored.paragraphs()
     indexed_files = {source.file for p in paragraphs for source in p.sources}
     rankings, qrels, latencies, warnings, abstained, unanswerable, answered_right = [], [], [], [], 0, 0, 0

@@ -162,7 +162,7 @@ class Generation:
         reader = reader if reader is not None else SentenceReader()
         searcher = self.searcher
         hits = searcher.search(question, k=max(k, reader.passages), mode=mode, filters=filters)
-        tools = ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
+        tools = ReaderTools.of(searcher)
         answer = reader.read(question, hits, tools=tools)
         answer = dataclasses.replace(answer, hits=hits[:max(k, answer.answer_hit or 0)], warnings=list(answer.warnings))
         if self.stale_warning:

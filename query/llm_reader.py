@@ -27,26 +27,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from query.llm_prompt import NONE_REPLY, RETRY, Excerpt, excerpts_for, messages_for, preamble
 from query.llm_span import clean_answer, evidence_span, find_span
 from query.readers import Reader, ReaderTools, SentenceReader
 from query.reader_model import INSTALL_HINT, ReaderUnavailable, model_path
 from query.results import Answer, Hit
 
 READERS = ("llm", "sentence")
-READ_PASSAGES = 3
-"""Passages the model reads: more finds more answers and costs prompt time on every question."""
+READ_TOKENS = (130, 400)
+"""Prompt budgets, in estimated tokens, of what the model reads (:func:`query.llm_prompt.excerpts_for`):
+a first read of the best hits' best parts; when that read is unsure (NONE, a reply found
+nowhere, or a confidence under ``THRESHOLD``), one more read of twice as much and more. Prompt
+reading is most of the reader's time, so most questions pay only for the first."""
+READ_HITS = 3
+"""Hits the budgets are filled from: the best three hold the answer almost always."""
 MAX_ANSWER_TOKENS = 32
-CONTEXT_TOKENS = 2048
-NONE_REPLY = "NONE"
-SYSTEM = (
-    "You answer questions using only the numbered passages. Reply with the answer copied word for word "
-    "from one passage, as short as possible: a name, a number, a date or a short phrase for who, what, "
-    "when, where, which and how many questions; the shortest clause that answers a why or how question. "
-    "Never answer yes or no, never explain, never add words that are not in the passage. "
-    f"If the passages do not answer the question, reply {NONE_REPLY}."
-)
-RETRY = ("That text is not in the passages. Reply with the answer copied exactly, character for character, "
-         f"from one passage, or {NONE_REPLY}.")
+CONTEXT_TOKENS = 4096
+MAX_THREADS = 8
+PREFIX_STUB = "#"
+"""The user turn of the stub prompt that leaves only the fixed messages cached (:meth:`Engine.chat`)."""
 WEIGHTS = {"logprob": 1.443, "coverage": 0.816, "first": 1.61, "bias": -0.683}
 """Confidence is ``sigmoid(logprob * mean token log-probability of the reply + coverage *
 keyword coverage of the question by the answering passage + first * (that passage ranks
@@ -95,15 +94,25 @@ class Engine:
         self.server = xllamacpp.Server(params)
         self.lock = threading.Lock()
 
-    def chat(self, messages: list[dict[str, str]], *, max_tokens: int = MAX_ANSWER_TOKENS) -> Reply:
-        """The greedy reply to ``messages`` with its tokens' log-probabilities. The prompt is
-        evaluated afresh each time: reusing the previous request's cached prefix changes the
-        arithmetic (batch splits), so the same question would get a slightly different
-        confidence, or even reply, depending on what was asked before."""
+    def chat(self, messages: list[dict[str, str]], *, keep: int = 1,
+             max_tokens: int = MAX_ANSWER_TOKENS) -> Reply:
+        """The greedy reply to ``messages`` with its tokens' log-probabilities; the first
+        ``keep`` messages are the same in every request (instructions, worked examples).
+
+        llama.cpp reuses the longest prefix a prompt shares with the previous one. Reusing
+        more than the fixed messages would make a reply depend, in its last digits and
+        sometimes its words, on what was asked before; evaluating everything afresh would
+        cost the fixed messages' tokens on every question. So each request first sends a
+        stub prompt that shares only the fixed messages: the request then reuses exactly
+        their cache, whose values never change, and a question gets the same reply whatever
+        came before it."""
         request = {"messages": messages, "max_tokens": max_tokens, "temperature": 0, "logprobs": True,
-                   "top_logprobs": 1, "cache_prompt": False, "seed": 0}
+                   "top_logprobs": 1, "cache_prompt": True, "seed": 0}
+        stub = {"messages": [*messages[:keep], {"role": "user", "content": PREFIX_STUB}], "max_tokens": 1,
+                "temperature": 0, "cache_prompt": True, "seed": 0}
         began = time.perf_counter()
         with self.lock:
+            self.server.handle_chat_completions(stub)
             response = self.server.handle_chat_completions(request)
         seconds = time.perf_counter() - began
         if not isinstance(response, dict) or "choices" not in response:
@@ -117,6 +126,12 @@ class Engine:
                      logprobs=tuple(float(token["logprob"]) for token in tokens))
 
 
+def default_threads() -> int:
+    """The cores this process may use, at most ``MAX_THREADS``: prompt reading, the reader's
+    cost, scales with them on an otherwise idle machine."""
+    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0))))
+
+
 _ENGINES: dict[Path, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -127,7 +142,7 @@ def engine(model: Path | str | None = None) -> Engine:
     with _ENGINES_LOCK:
         path = model_path(model).resolve()
         if path not in _ENGINES:
-            threads = int(os.environ.get("SEMINDEX_READER_THREADS") or 1)
+            threads = int(os.environ.get("SEMINDEX_READER_THREADS") or default_threads())
             _ENGINES[path] = Engine(path, threads=threads)
         return _ENGINES[path]
 
@@ -146,27 +161,24 @@ def reader_available() -> str | None:
     return None
 
 
-def passage_for_prompt(hit: Hit) -> str:
-    """What the model reads of a hit: a metadata passage ("Government Technology") as its
-    rendering that says what it is ("Government Technology published “…”"), else its text."""
-    return " ".join((hit.embedded or hit.text).split())
-
-
-def messages_for(question: str, hits: list[Hit]) -> list[dict[str, str]]:
-    passages = "\n".join(f"[{number}] {passage_for_prompt(hit)}" for number, hit in enumerate(hits, start=1))
-    return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Passages:\n{passages}\n\nQuestion: {' '.join(question.split())}"}]
-
-
-def locate(reply: str, hits: list[Hit]) -> tuple[Hit, tuple[int, int]] | None:
-    """The first hit (best ranked) whose text holds the cleaned reply verbatim, with its span."""
+def locate(reply: str, excerpts: Sequence[Excerpt]) -> tuple[Excerpt, tuple[int, int]] | None:
+    """The first excerpt (best ranked) holding the cleaned reply verbatim, with the reply's
+    span in its hit's text."""
     answer = clean_answer(reply)
     if not answer or answer.upper().startswith(NONE_REPLY):
         return None
-    for hit in hits:
-        if (span := find_span(answer, hit.text)) is not None:
-            return hit, span
+    for excerpt in excerpts:
+        if (span := find_span(answer, excerpt.text)) is not None:
+            return excerpt, (excerpt.start + span[0], excerpt.start + span[1])
     return None
+
+
+def best_part(hit: Hit, tools: ReaderTools) -> tuple[int, int]:
+    """The span in ``hit.text`` of the passage that matched best (the whole hit when that
+    passage's text is not found in it)."""
+    text = tools.passage(hit.passage_id).text
+    at = hit.text.find(text)
+    return (at, at + len(text)) if at >= 0 and text else (0, len(hit.text))
 
 
 def is_none(reply: str) -> bool:
@@ -194,6 +206,8 @@ class Trace:
     rank: int | None = None
     confidence: float | None = None
     span: tuple[str, str, tuple[int, int]] | None = None
+    at: tuple[int, int] | None = None
+    """The answer's span in the text of the hit ranked ``rank``."""
 
 
 class LlmReader:
@@ -213,54 +227,84 @@ class LlmReader:
 
     @property
     def passages(self) -> int:
-        return max(READ_PASSAGES, self.fallback.passages)
+        return max(READ_HITS, self.fallback.passages)
 
     def chat(self, messages: list[dict[str, str]]) -> Reply:
-        return (self._chat or engine(self.model).chat)(messages)
+        if self._chat is not None:
+            return self._chat(messages)
+        return engine(self.model).chat(messages, keep=len(preamble()))
 
     def read(self, question: str, hits: Sequence[Hit], *, tools: ReaderTools) -> Answer:
-        """Read the top ``READ_PASSAGES`` of ``hits`` and answer ``question`` from them."""
+        """Read the best of ``hits`` within the ``READ_TOKENS`` budgets and answer ``question``."""
         return self.read_traced(question, hits, tools=tools)[0]
 
     def read_traced(self, question: str, hits: Sequence[Hit], *, tools: ReaderTools) -> tuple[Answer, Trace]:
-        """:meth:`read`, with what the read saw (for benches and calibration)."""
+        """:meth:`read`, with what the read saw (for benches and calibration).
+
+        Each budget of ``READ_TOKENS`` is one read, the next only when the last was unsure;
+        the most confident reply found in a passage answers. A reply found nowhere is asked
+        for once more on the last read; then the fallback answers. NONE abstains."""
         from query.answer import Wording
 
         hits = list(hits)
-        shown = hits[:READ_PASSAGES]
-        messages = messages_for(question, shown)
+        wording = Wording(question, keyword=tools.keyword)
         replies: list[Reply] = []
-        found = None
-        try:
-            if shown:  # no passages (filters kept none): nothing for the model to read
-                replies.append(self.chat(messages))
-                found = locate(replies[0].text, shown)
-            if found is None and replies and not is_none(replies[0].text):
-                replies.append(self.chat([*messages, {"role": "assistant", "content": replies[0].text},
-                                          {"role": "user", "content": RETRY}]))
-                found = locate(replies[1].text, shown)
-        except PromptTooLong:
-            replies = []
-        if found is None and len(replies) != 1:  # a reply the passages do not hold, twice, or none: the fallback's turn
+        best: Trace | None = None
+        lost = False
+        reads = self.reads(hits, tools=tools)
+        for number, excerpts in enumerate(reads, start=1):
+            messages = messages_for(question, excerpts)
+            try:
+                said = [self.chat(messages)]
+                found = locate(said[0].text, excerpts)
+                if found is None and not is_none(said[0].text) and number == len(reads):
+                    said.append(self.chat([*messages, {"role": "assistant", "content": said[0].text},
+                                           {"role": "user", "content": RETRY}]))
+                    found = locate(said[1].text, excerpts)
+            except PromptTooLong:
+                break
+            replies += said
+            lost = found is None and not is_none(said[-1].text)
+            if found is not None:
+                trace = self._trace(said[-1], found, first=found[0].hit is excerpts[0].hit, wording=wording)
+                best = trace if best is None or trace.confidence > best.confidence else best
+                if best.confidence >= THRESHOLD:
+                    break
+        if best is None and (lost or not replies):  # replies the passages do not hold, or none: the fallback's turn
             answer = self.fallback.read(question, hits, tools=tools)
             return dataclasses.replace(answer, reader=self.fallback.name), Trace(tuple(replies), fallback=True)
-        reply = replies[-1]
-        if found is None:
-            return (Answer(question=question, answer=None, confident=False, confidence=1 - math.exp(reply.mean_logprob),
-                           citations=[], hits=hits, reader=self.name), Trace(tuple(replies)))
-        hit, (start, end) = found
-        coverage = Wording(question, keyword=tools.keyword).coverage(hit.embedded or hit.text)
-        confidence = confidence_of(reply, coverage=coverage, first=hit is shown[0])
-        base = hit.citation.chars[0]
-        trace = Trace(tuple(replies), logprob=reply.mean_logprob, coverage=coverage, rank=hit.rank,
-                      confidence=confidence, span=(hit.text[start:end], hit.citation.file, (base + start, base + end)))
-        if confidence < THRESHOLD:
-            return Answer(question=question, answer=None, confident=False, confidence=confidence, citations=[],
-                          hits=hits, reader=self.name), trace
+        if best is None or best.confidence < THRESHOLD:
+            confidence = best.confidence if best else 1 - math.exp(replies[-1].mean_logprob)
+            return (Answer(question=question, answer=None, confident=False, confidence=confidence, citations=[],
+                           hits=hits, reader=self.name), dataclasses.replace(best or Trace(()), replies=tuple(replies)))
+        hit = next(hit for hit in hits if hit.rank == best.rank)
+        start, end = best.at
         e_start, e_end = evidence_span(hit.text, (start, end))
-        return Answer(question=question, answer=hit.text[start:end], confident=True, confidence=confidence,
+        base = hit.citation.chars[0]
+        return Answer(question=question, answer=hit.text[start:end], confident=True, confidence=best.confidence,
                       citations=[hit.citation], hits=hits, answer_chars=(base + start, base + end), answer_hit=hit.rank,
-                      evidence=hit.text[e_start:e_end], reader=self.name), trace
+                      evidence=hit.text[e_start:e_end], reader=self.name), dataclasses.replace(best, replies=tuple(replies))
+
+    @staticmethod
+    def reads(hits: Sequence[Hit], *, tools: ReaderTools) -> list[list[Excerpt]]:
+        """What each read of ``READ_TOKENS`` shows the model, leaving out a read that would show
+        no more than the one before (short hits fit the first budget whole)."""
+        reads: list[list[Excerpt]] = []
+        for budget in READ_TOKENS:
+            excerpts = excerpts_for(hits[:READ_HITS], tokens=budget, best_part=lambda hit: best_part(hit, tools))
+            if excerpts and (not reads or excerpts != reads[-1]):
+                reads.append(excerpts)
+        return reads
+
+    @staticmethod
+    def _trace(reply: Reply, found: tuple[Excerpt, tuple[int, int]], *, first: bool, wording) -> Trace:
+        excerpt, (start, end) = found
+        hit = excerpt.hit
+        coverage = wording.coverage(excerpt.for_prompt())
+        base = hit.citation.chars[0]
+        return Trace((reply,), logprob=reply.mean_logprob, coverage=coverage, rank=hit.rank, at=(start, end),
+                     confidence=confidence_of(reply, coverage=coverage, first=first),
+                     span=(hit.text[start:end], hit.citation.file, (base + start, base + end)))
 
 
 def reader_for(name: str | None, *, model: Path | str | None = None, chat: Chat | None = None) -> Reader:

@@ -17,17 +17,26 @@ from query.results import Answer, Hit
 
 if TYPE_CHECKING:
     from indexer.keyword import KeywordIndex
+    from indexer.types import Passage
+    from query.searcher import Searcher
 
 
 @dataclass(frozen=True)
 class ReaderTools:
     """What an index lends a reader: ``embed`` maps passage-like texts and ``embed_question``
     a question to unit vectors with the index's model; ``keyword`` is its BM25 side (tokens
-    and IDF)."""
+    and IDF); ``passage`` reads a stored passage by id (a hit's best, ``Hit.passage_id``)."""
 
     embed: Callable[[list[str]], Any]
     embed_question: Callable[[str], Any]
     keyword: KeywordIndex
+    passage: Callable[[int], Passage]
+
+    @classmethod
+    def of(cls, searcher: Searcher) -> ReaderTools:
+        """The tools of ``searcher``'s generation."""
+        return cls(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword,
+                   passage=searcher.stored.passage)
 
 
 @runtime_checkable

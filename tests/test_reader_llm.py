@@ -36,7 +36,7 @@ def index():
 @pytest.fixture(scope="module")
 def tools(index):
     searcher = index.searcher()
-    return ReaderTools(embed=searcher.embed, embed_question=searcher.embed_question, keyword=searcher.keyword)
+    return ReaderTools.of(searcher)
 
 
 def scripted(*replies: str):
@@ -63,11 +63,31 @@ def test_a_reply_found_in_a_passage_is_that_span_of_the_file(index):
 def test_a_reply_in_no_passage_is_asked_again_then_left_to_the_sentence_picker(index, tools):
     question = "Who is the executive director of EleutherAI?"
     hits = index.search(question, k=5)
-    answer, trace = LlmReader(chat=scripted("Dr. Jane Roe", "Jane Roe, PhD")).read_traced(question, hits, tools=tools)
+    reads = len(LlmReader.reads(hits, tools=tools))
+    answer, trace = LlmReader(chat=scripted(*["Dr. Jane Roe"] * reads, "Jane Roe, PhD")).read_traced(
+        question, hits, tools=tools)
     sentence = SentenceReader().read(question, hits, tools=tools)
     assert answer.answer == sentence.answer and answer.answer_chars == sentence.answer_chars
     assert "Jane Roe" not in (answer.answer or "") and answer.reader == "sentence"
-    assert trace.fallback and len(trace.replies) == 2
+    assert trace.fallback and len(trace.replies) == reads + 1  # each read, then once more on the last
+
+
+def test_an_unsure_read_is_followed_by_a_longer_one(index, tools):
+    """The first read is a window of the best paragraphs; NONE there reads more of them."""
+    question = "Who is the executive director of EleutherAI?"
+    hits = index.search(question, k=5)
+    reads = LlmReader.reads(hits, tools=tools)
+    assert len(reads) >= 1 and all(excerpt.text in excerpt.hit.text for read in reads for excerpt in read)
+    assert all(sum(map(len, (e.text for e in a))) < sum(map(len, (e.text for e in b))) for a, b in zip(reads, reads[1:]))
+    shown = []
+
+    def chat(messages):
+        shown.append(messages[-1]["content"])
+        return Reply(text="NONE" if len(shown) < len(reads) else "Stella Biderman", logprobs=(-0.01,), seconds=0.0)
+
+    answer, trace = LlmReader(chat=chat).read_traced(question, hits, tools=tools)
+    assert answer.answer == "Stella Biderman" and len(trace.replies) == len(reads)
+    assert file_text(answer) == answer.answer and all(len(a) < len(b) for a, b in zip(shown, shown[1:]))
 
 
 def test_a_prompt_over_the_models_context_is_left_to_the_sentence_picker(index, tools):
@@ -89,9 +109,11 @@ def test_readers_by_name():
 
 def test_none_abstains_without_asking_again(index, tools):
     question = "Who won the 2022 FIFA World Cup?"
-    answer, trace = LlmReader(chat=scripted("NONE")).read_traced(question, index.search(question, k=5), tools=tools)
+    hits = index.search(question, k=5)
+    reads = len(LlmReader.reads(hits, tools=tools))
+    answer, trace = LlmReader(chat=scripted(*["NONE"] * reads)).read_traced(question, hits, tools=tools)
     assert answer.answer is None and not answer.confident and answer.answer_chars is None
-    assert answer.reader == "llm" and answer.evidence is None and len(trace.replies) == 1
+    assert answer.reader == "llm" and answer.evidence is None and len(trace.replies) == reads  # no retry of NONE
 
 
 def test_one_reader_answers_concurrent_questions_each_from_its_own_passages(index):
