@@ -29,8 +29,9 @@ EMBEDDER = "ray::MapWorker(MapBatches(BatchEmbedder))"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    """150 news files (~1,000 passages): embedding takes a while on two cores."""
-    return write_corpus(tmp_path_factory.mktemp("ray-failures") / "corpus", news_corpus(150, seed=7))
+    """500 news files: each of two embedders spends seconds embedding after loading its model,
+    even on a fast idle machine (150 files left one under a second, too short to catch)."""
+    return write_corpus(tmp_path_factory.mktemp("ray-failures") / "corpus", news_corpus(500, seed=7))
 
 
 @pytest.fixture(scope="module")
