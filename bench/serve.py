@@ -192,17 +192,16 @@ def measure(contenders: list[tuple[str, int, list[str]]], *, levels: list[int], 
 
 
 def stages(index: Path, questions: list[str], *, rounds: int = 3) -> list[str]:
-    """Median ms of each stage of a warm hybrid search (in process, the served generation's
-    own searcher), over ``rounds`` passes of ``questions``; then the whole search."""
-    from query.fusion import Runs, zscore_fusion
+    """Median and p90 ms of each stage of a warm hybrid search (in process, the served
+    generation's own searcher), over ``rounds`` passes of ``questions``; then the whole search."""
     from query.index import Index
-    from query.rescoring import CLAUSE_TOP, ClauseVectors, clauses
     from query.results import search_to_dict
-    from query.searcher import CANDIDATES, DENSE_WEIGHT
+    from query.searcher import PARAGRAPH_DENSE_WEIGHT, PASSAGE_DEPTH
 
     generation = Index.open(index).live()
     searcher = generation.searcher
     generation.search("warm up the index", k=1)
+    weights = [PARAGRAPH_DENSE_WEIGHT, 1 - PARAGRAPH_DENSE_WEIGHT]
     timed: dict[str, list[float]] = {}
 
     def clock(name: str, work):
@@ -213,19 +212,14 @@ def stages(index: Path, questions: list[str], *, rounds: int = 3) -> list[str]:
 
     for _ in range(rounds):
         for question in questions:
-            vector = clock("question vector (fp32 ONNX)", lambda: searcher.encoder.model.encode([searcher.encoder.prompts.question(question)])[0])
-            dense = clock("FAISS, 100 nearest", lambda: searcher.dense(vector, k=CANDIDATES))
-            keyword = clock("BM25, 101 best", lambda: searcher.keyword_retriever.search(question, k=CANDIDATES + 1))
-            runs = Runs(dense=dense, keyword=keyword[:CANDIDATES], vector=vector, keyword_complete=len(keyword) <= CANDIDATES)
-            fused = clock("z-score fusion", lambda: zscore_fusion([runs.dense, runs.keyword_scores()], weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT]))
-            texts = list(dict.fromkeys(c for item, _ in fused[:CLAUSE_TOP] for c in clauses(searcher.stored.passage(item).embed_text)))
-            timed.setdefault("clauses of the top 3 (count)", []).append(len(texts))
-            clock("clause vectors, one batch (before)", lambda: searcher.embed(texts))
-            clock("clause vectors, one by one, none kept", lambda: ClauseVectors(searcher.embed, limit=0)(texts))
-            searcher.rescorer.embed(texts)
-            clock("clause vectors, kept", lambda: searcher.rescorer.embed(texts))
-            clock("rescoring and fusion again (kept)", lambda: searcher.fuse(runs, weights=[DENSE_WEIGHT, 1 - DENSE_WEIGHT]))
-            hits = clock("whole search (kept clauses)", lambda: generation.search(question, k=5))
+            vector = clock("question vector (fp32 ONNX)", lambda: searcher.encoder.model.encode(
+                [searcher.encoder.prompts.question(question)])[0])
+            clock(f"FAISS, {PASSAGE_DEPTH} nearest", lambda: searcher.dense(vector, k=PASSAGE_DEPTH))
+            clock("BM25 over paragraphs and passages", lambda: searcher.paragraph_runs(question, mode="keyword"))
+            runs, _ = searcher.paragraph_runs(question)
+            clock("z-score fusion", lambda: searcher.fuse(runs, weights=weights, rescore=False))
+            clock("clause rescoring and fusion again", lambda: searcher.fuse(runs, weights=weights))
+            hits = clock("whole search", lambda: generation.search(question, k=5))
             clock("response JSON", lambda: json.dumps(search_to_dict(question, mode="hybrid", hits=hits, warning=None)))
     return [f"| {name} | {statistics.median(values):.2f} | {sorted(values)[int(0.9 * len(values))]:.2f} |"
             for name, values in timed.items()]

@@ -46,12 +46,12 @@ CONTEXT_TOKENS = 4096
 MAX_THREADS = 8
 PREFIX_STUB = "#"
 """The user turn of the stub prompt that leaves only the fixed messages cached (:meth:`Engine.chat`)."""
-WEIGHTS = {"logprob": 1.443, "coverage": 0.816, "first": 1.61, "bias": -0.683}
+WEIGHTS = {"logprob": 1.947, "coverage": 1.331, "first": 0.635, "bias": -0.574}
 """Confidence is ``sigmoid(logprob * mean token log-probability of the reply + coverage *
 keyword coverage of the question by the answering passage + first * (that passage ranks
 first) + bias)``: fitted by bench/reader.py. The model is often sure of a wrong answer read
 from the wrong passage; retrieval's evidence tells those apart."""
-THRESHOLD = 0.734
+THRESHOLD = 0.589
 """``confident`` is ``confidence >= THRESHOLD``: the value that maximises right minus wrong
 confident answers on the calibration data (bench/reader.py)."""
 

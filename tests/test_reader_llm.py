@@ -179,6 +179,22 @@ def test_gold_unanswerable_questions_are_abstained(gold_answers):
 
 
 @needs_model
+def test_a_reply_does_not_depend_on_what_was_asked_before(gold_answers, index, tools):
+    """The engine keeps only the fixed preamble cached between questions: the same prompt
+    gets the same reply, to the last digit of its log-probabilities, after any other."""
+    from query.llm_prompt import messages_for, preamble
+    from query.llm_reader import engine
+
+    first, second = ("Who is the executive director of EleutherAI?", "Who is Meta AI's managing director?")
+    prompts = {q: messages_for(q, LlmReader.reads(index.search(q, k=5), tools=tools)[0]) for q in (first, second)}
+    chat = engine().chat
+    before = chat(prompts[first], keep=len(preamble()))
+    chat(prompts[second], keep=len(preamble()))
+    again = chat(prompts[first], keep=len(preamble()))
+    assert (again.text, again.logprobs) == (before.text, before.logprobs) and before.logprobs
+
+
+@needs_model
 def test_ask_llm_json_gives_a_short_answer_with_its_span():
     result = semindex("ask", "Who is the executive director of EleutherAI?", "--index", str(INDEX), "--reader", "llm",
                       "--json")
