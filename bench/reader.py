@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from query import metrics  # noqa: E402
-from query.llm_prompt import preamble  # noqa: E402
+from query.llm_prompt import PREAMBLE_TURNS  # noqa: E402
 from query.llm_reader import THRESHOLD, WEIGHTS, LlmReader, Reply, Trace, engine  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "eval"
@@ -50,7 +50,7 @@ class ReplayChat:
     def __call__(self, messages: list[dict[str, str]]) -> Reply:
         key = hashlib.sha256(json.dumps([self.model, messages], sort_keys=True).encode()).hexdigest()
         if key not in self.cache:
-            reply = engine(self.model).chat(messages, keep=len(preamble()))
+            reply = engine(self.model).chat(messages, keep=PREAMBLE_TURNS)
             entry = {"key": key, "text": reply.text, "logprobs": list(reply.logprobs), "seconds": reply.seconds}
             with self.path.open("a") as out:
                 out.write(json.dumps(entry) + "\n")

@@ -63,6 +63,10 @@ def preamble() -> list[dict[str, str]]:
     return messages
 
 
+
+PREAMBLE_TURNS = len(preamble())
+"""How many messages every prompt starts with: what the engine keeps cached between questions."""
+
 @dataclass(frozen=True)
 class Excerpt:
     """The part ``hit.text[start:end]`` of a hit that the model reads."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from query.llm_prompt import NONE_REPLY, RETRY, Excerpt, excerpts_for, messages_for, preamble
+from query.llm_prompt import NONE_REPLY, PREAMBLE_TURNS, RETRY, Excerpt, excerpts_for, messages_for
 from query.llm_span import clean_answer, evidence_span, find_span
 from query.readers import Reader, ReaderTools, SentenceReader
 from query.reader_model import INSTALL_HINT, ReaderUnavailable, model_path
@@ -232,7 +232,7 @@ class LlmReader:
     def chat(self, messages: list[dict[str, str]]) -> Reply:
         if self._chat is not None:
             return self._chat(messages)
-        return engine(self.model).chat(messages, keep=len(preamble()))
+        return engine(self.model).chat(messages, keep=PREAMBLE_TURNS)
 
     def read(self, question: str, hits: Sequence[Hit], *, tools: ReaderTools) -> Answer:
         """Read the best of ``hits`` within the ``READ_TOKENS`` budgets and answer ``question``."""

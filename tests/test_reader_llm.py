@@ -182,15 +182,15 @@ def test_gold_unanswerable_questions_are_abstained(gold_answers):
 def test_a_reply_does_not_depend_on_what_was_asked_before(gold_answers, index, tools):
     """The engine keeps only the fixed preamble cached between questions: the same prompt
     gets the same reply, to the last digit of its log-probabilities, after any other."""
-    from query.llm_prompt import messages_for, preamble
+    from query.llm_prompt import PREAMBLE_TURNS, messages_for
     from query.llm_reader import engine
 
     first, second = ("Who is the executive director of EleutherAI?", "Who is Meta AI's managing director?")
     prompts = {q: messages_for(q, LlmReader.reads(index.search(q, k=5), tools=tools)[0]) for q in (first, second)}
     chat = engine().chat
-    before = chat(prompts[first], keep=len(preamble()))
-    chat(prompts[second], keep=len(preamble()))
-    again = chat(prompts[first], keep=len(preamble()))
+    before = chat(prompts[first], keep=PREAMBLE_TURNS)
+    chat(prompts[second], keep=PREAMBLE_TURNS)
+    again = chat(prompts[first], keep=PREAMBLE_TURNS)
     assert (again.text, again.logprobs) == (before.text, before.logprobs) and before.logprobs
 
 
