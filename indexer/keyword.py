@@ -164,12 +164,10 @@ class KeywordIndex:
             np.add.at(scores, indices[start:end], data[start:end])
         if mask is not None:
             np.multiply(scores, mask, out=scores)
-        k = min(k, size)
-        if k < size:  # equal scores rank by passage id, so a ranking never depends on k
-            kth = np.partition(scores, size - k)[size - k]  # the k-th best score
-            above = np.flatnonzero(scores > kth)
-            top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
-        else:
-            top = np.arange(size)
-        top = top[np.lexsort((top, -scores[top]))]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+        found = np.flatnonzero(scores > 0)  # the passages holding a term: usually a small share
+        if k < len(found):  # equal scores rank by passage id, so a ranking never depends on k
+            values = scores[found]
+            kth = np.partition(values, len(found) - k)[len(found) - k]  # the k-th best score
+            found = np.concatenate([found[values > kth], found[values == kth][: k - int((values > kth).sum())]])
+        top = found[np.lexsort((found, -scores[found]))]
+        return [(int(i), float(scores[i])) for i in top]

@@ -31,13 +31,14 @@ def zscore_fusion(runs: Sequence[Run], *, weights: Sequence[float]) -> list[tupl
         mean = sum(values) / len(values)
         spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
         standardised.append({doc: (score - mean) / spread if spread > 0 else 0.0 for doc, score in run})
+    floors = [min(z.values()) if z else 0.0 for z in standardised]
     docs = {doc for run in standardised for doc in run}
     fused = {}
     for doc in docs:
         total = 0.0
-        for z, weight in zip(standardised, weights):
+        for z, weight, floor in zip(standardised, weights, floors):
             if z:
-                total += weight * z.get(doc, min(z.values()))
+                total += weight * z.get(doc, floor)
         fused[doc] = total
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
