@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -13,6 +15,55 @@ from indexer.manifest import MANIFEST, rebuild_hint
 from indexer.build_model import no_onnx
 from indexer.onnx_embedder import OnnxEmbedder
 from indexer.store import StoredIndex
+
+
+QUESTIONS_KEPT = 4096
+"""Question vectors a :class:`QueryEncoder` keeps (6 MiB at 384 dimensions): a question asked
+again (a shared link, a reloaded page, an assistant asking once more, ``ask`` after ``search``)
+skips the model, the largest cost of a search."""
+
+
+class KeptVectors:
+    """Text -> unit vector, kept for later calls (at most ``limit``, the least recently used
+    dropped first). Safe to share between threads.
+
+    Each text is embedded on its own: a batch runs the model at another shape (padded to its
+    longest text, more rows per product), which moves an fp32 vector in its last bits, so a
+    vector computed beside other texts would make a question's scores depend on which
+    questions came before it. On its own, a text's vector is a function of the text, and a
+    kept one is exactly what embedding it again would give."""
+
+    def __init__(self, embed: Callable[[list[str]], Any], *, limit: int) -> None:
+        self.embed = embed
+        self.limit = limit
+        self._kept: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __call__(self, texts: Sequence[str]):
+        """The unit vectors of ``texts``, one row each, embedding only those not kept."""
+        import numpy as np
+
+        rows: dict[str, Any] = {}
+        with self._lock:
+            for text in texts:
+                if (row := self._kept.get(text)) is not None:
+                    self._kept.move_to_end(text)
+                    rows[text] = row
+        missing = [text for text in dict.fromkeys(texts) if text not in rows]
+        for text in missing:  # outside the lock: other requests are not held up
+            row = np.array(self.embed([text])[0], dtype=np.float32)
+            row.setflags(write=False)  # shared by every caller that asks for it
+            rows[text] = row
+        if missing:
+            with self._lock:
+                for text in missing:
+                    self._kept[text] = rows[text]
+                while len(self._kept) > self.limit:
+                    self._kept.popitem(last=False)
+        return np.stack([rows[text] for text in texts])
 
 
 class QueryOnnxEmbedder(OnnxEmbedder):
@@ -45,7 +96,8 @@ class QueryEncoder:
     def __init__(self, stored: StoredIndex, *, model: str | None = None) -> None:
         self.stored = stored
         self.recorded = stored.manifest.model
-        self._last = threading.local()  # each thread's last question: a server thread answers one request at a time
+        self._questions = KeptVectors(lambda texts: self.model.encode([self.prompts.question(texts[0])]),
+                                      limit=QUESTIONS_KEPT)
         if model is not None and resolve_model(model).id != self.recorded["id"]:
             raise IndexFormatError(
                 f"{stored.index}: built with model {self.recorded['id']!r}, not {resolve_model(model).id!r}; "
@@ -104,13 +156,6 @@ class QueryEncoder:
         return self.model.encode(self.prompts.documents(texts))
 
     def question(self, question: str):
-        """The unit vector of ``question``, after the model's query prompt (the last one of
-        each thread is kept: ``ask`` needs it for the search and again for the answer, and
-        requests answered side by side would otherwise replace each other's)."""
-        last = getattr(self._last, "question", None)
-        if last is not None and last[0] == question:
-            return last[1]
-        vector = self.model.encode([self.prompts.question(question)])[0]
-        vector.setflags(write=False)  # shared by the callers that ask for it
-        self._last.question = (question, vector)
-        return vector
+        """The unit vector of ``question``, after the model's query prompt (kept for the next
+        time it is asked: :data:`QUESTIONS_KEPT`)."""
+        return self._questions([question])[0]

@@ -47,6 +47,8 @@ EXAMPLES = (
 )
 RETRY = ("That text is not in the passages. Reply with the answer copied exactly, character for character, "
          f"from one passage, or {NONE_REPLY}.")
+RESTATED = ("That only repeats words of the question. Reply with the words of one passage that answer it, "
+            f"copied exactly, or {NONE_REPLY}.")
 
 
 def user_turn(passages: str, question: str) -> dict[str, str]:

@@ -2,11 +2,12 @@
 
 The model (a GGUF run in process by xllamacpp, loaded once per process) reads the top
 passages and replies with a short answer copied from one of them, or NONE. The reply is
-only shown when it is found verbatim in a passage (:mod:`query.llm_span`); then that span of
-the cited file is the answer, and the sentence holding it its evidence. A reply found
-nowhere is asked for once more; if the second reply is not found either, the sentence
-picker answers instead (a reply of NONE abstains), as it does when the question and passages
-do not fit the model's context. Confidence
+only shown when it is found verbatim in a passage (:mod:`query.llm_span`) and says more than
+the question did; then that span of the cited file is the answer, and the sentence holding it
+its evidence. A reply found nowhere, or one that only restates the question, is asked for once
+more; if the second reply fails too (or, after a restatement, is NONE), the sentence picker
+answers instead (NONE otherwise abstains), as it does when the question and passages do not
+fit the model's context. Confidence
 combines how sure the model was of its reply (token probabilities) with how much of the
 question the answering passage contains; the weights and threshold were fitted on data by
 ``bench/reader.py``.
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from query.llm_prompt import NONE_REPLY, PREAMBLE_TURNS, RETRY, Excerpt, excerpts_for, messages_for
+from query.llm_prompt import NONE_REPLY, PREAMBLE_TURNS, RESTATED, RETRY, Excerpt, excerpts_for, messages_for
 from query.llm_span import clean_answer, evidence_span, find_span
 from query.readers import Reader, ReaderTools, SentenceReader
 from query.reader_model import INSTALL_HINT, ReaderUnavailable, model_path
@@ -173,6 +174,22 @@ def locate(reply: str, excerpts: Sequence[Excerpt]) -> tuple[Excerpt, tuple[int,
     return None
 
 
+def verified(reply: str, excerpts: Sequence[Excerpt], wording) -> tuple[tuple[Excerpt, tuple[int, int]] | None, str | None]:
+    """Where ``reply`` answers from (:func:`locate`), or None with what to tell the model: the
+    reply is in no excerpt (:data:`~query.llm_prompt.RETRY`), or it is but only restates the
+    question, no word of it new (:data:`~query.llm_prompt.RESTATED`: "top companies get
+    spooked" for "What could happen if top companies get spooked?"). NONE is neither."""
+    if is_none(reply):
+        return None, None
+    if (found := locate(reply, excerpts)) is None:
+        return None, RETRY
+    excerpt, (start, end) = found
+    answer = excerpt.hit.text[start:end]
+    if wording.terms(answer) and not wording.adds_to_question(answer):
+        return None, RESTATED
+    return found, None
+
+
 def best_part(hit: Hit, tools: ReaderTools) -> tuple[int, int]:
     """The span in ``hit.text`` of the passage that matched best (the whole hit when that
     passage's text is not found in it)."""
@@ -242,8 +259,9 @@ class LlmReader:
         """:meth:`read`, with what the read saw (for benches and calibration).
 
         Each budget of ``READ_TOKENS`` is one read, the next only when the last was unsure;
-        the most confident reply found in a passage answers. A reply found nowhere is asked
-        for once more on the last read; then the fallback answers. NONE abstains."""
+        the most confident reply found in a passage answers. A reply found nowhere or only
+        restating the question is objected to once on the last read; then the fallback
+        answers. NONE abstains, unless it follows a restatement."""
         from query.answer import Wording
 
         hits = list(hits)
@@ -256,15 +274,18 @@ class LlmReader:
             messages = messages_for(question, excerpts)
             try:
                 said = [self.chat(messages)]
-                found = locate(said[0].text, excerpts)
-                if found is None and not is_none(said[0].text) and number == len(reads):
+                found, objection = verified(said[0].text, excerpts, wording)
+                restated = objection == RESTATED
+                if objection and number == len(reads):
                     said.append(self.chat([*messages, {"role": "assistant", "content": said[0].text},
-                                           {"role": "user", "content": RETRY}]))
-                    found = locate(said[1].text, excerpts)
+                                           {"role": "user", "content": objection}]))
+                    found, objection = verified(said[1].text, excerpts, wording)
             except PromptTooLong:
                 break
             replies += said
-            lost = found is None and not is_none(said[-1].text)
+            # a reply restating the question found the place but not the answer: NONE after
+            # it leaves the question to the sentence picker, as a reply found nowhere does
+            lost = objection is not None or (restated and found is None)
             if found is not None:
                 trace = self._trace(said[-1], found, first=found[0].hit is excerpts[0].hit, wording=wording)
                 best = trace if best is None or trace.confidence > best.confidence else best

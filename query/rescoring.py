@@ -12,10 +12,10 @@ embedded as, so a metadata passage's clauses include the article title it was em
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
+
+from query.encoder import KeptVectors
 
 CLAUSE_TOP = 3
 """Fused results whose clauses are embedded: deeper ranked no better on bench/quality.py, and
@@ -34,7 +34,7 @@ quotation marks, round brackets and em dashes. Sentence ends do not break it, so
 span two short sentences (breaking there too ranked worse on bench/quality.py)."""
 
 CLAUSE_CACHE = 16_384
-"""Clause vectors a :class:`ClauseVectors` keeps (24 MiB at 384 dimensions): the few passages
+"""Clause vectors a :class:`~query.encoder.KeptVectors` keeps (24 MiB at 384 dimensions): the few passages
 that reach the top of many questions give the same clauses again and again."""
 
 
@@ -58,53 +58,10 @@ def mix_clause_scores(
     return sorted(scores.items(), key=lambda entry: -entry[1])
 
 
-class ClauseVectors:
-    """Clause text -> unit vector, kept for the next question (at most ``limit``, the least
-    recently used dropped first). Safe to share between threads.
-
-    Each clause is embedded on its own: a batch runs the model at another shape (padded to its
-    longest text, more rows per product), which moves an fp32 vector in its last bits, so a
-    vector computed beside other clauses would make a question's scores depend on which
-    questions came before it. On its own, a clause's vector is a function of its text, and a
-    kept one is exactly what embedding it again would give."""
-
-    def __init__(self, embed: Callable[[list[str]], Any], *, limit: int = CLAUSE_CACHE) -> None:
-        self.embed = embed
-        self.limit = limit
-        self._kept: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def __call__(self, texts: Sequence[str]):
-        """The unit vectors of ``texts``, one row each, embedding only those not kept."""
-        import numpy as np
-
-        rows: dict[str, Any] = {}
-        with self._lock:
-            for text in texts:
-                if (row := self._kept.get(text)) is not None:
-                    self._kept.move_to_end(text)
-                    rows[text] = row
-        missing = [text for text in dict.fromkeys(texts) if text not in rows]
-        for text in missing:  # outside the lock: other questions' clauses are not held up
-            row = np.array(self.embed([text])[0], dtype=np.float32)
-            row.setflags(write=False)
-            rows[text] = row
-        if missing:
-            with self._lock:
-                for text in missing:
-                    self._kept[text] = rows[text]
-                while len(self._kept) > self.limit:
-                    self._kept.popitem(last=False)
-        return np.stack([rows[text] for text in texts])
-
-
 class ClauseRescorer:
     """The rescoring stage: each target item's dense score is lifted by the best clause of its
     passage (:func:`mix_clause_scores`). A clause shared by overlapping passages is embedded
-    once, and its vector is kept for the questions after (:class:`ClauseVectors`: one
+    once, and its vector is kept for the questions after (:class:`~query.encoder.KeptVectors`: one
     rescorer serves one generation, whose passages do not change).
 
     ``embed`` maps passage-like texts to unit vectors; ``passage_text`` gives the text a
@@ -112,7 +69,7 @@ class ClauseRescorer:
 
     def __init__(self, *, embed: Callable[[list[str]], Any], passage_text: Callable[[int], str],
                  cache: int = CLAUSE_CACHE) -> None:
-        self.embed = ClauseVectors(embed, limit=cache)
+        self.embed = KeptVectors(embed, limit=cache)
         self.passage_text = passage_text
 
     def rescore(self, dense: Sequence[tuple[Hashable, float]], targets: Sequence[tuple[Hashable, int]], vector, *,

@@ -4,6 +4,7 @@ The model tests need the reader extra (``make test`` installs it); without it th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -70,6 +71,26 @@ def test_a_reply_in_no_passage_is_asked_again_then_left_to_the_sentence_picker(i
     assert answer.answer == sentence.answer and answer.answer_chars == sentence.answer_chars
     assert "Jane Roe" not in (answer.answer or "") and answer.reader == "sentence"
     assert trace.fallback and len(trace.replies) == reads + 1  # each read, then once more on the last
+
+
+def test_a_reply_restating_the_question_is_objected_to_then_left_to_the_sentence_picker(index, tools):
+    """A reply found in a passage but holding no word the question lacks answers nothing."""
+    question = "What could happen if top companies get spooked about open-source AI?"
+    hits = index.search(question, k=5)
+    reads = len(LlmReader.reads(hits, tools=tools))
+    shown = []
+
+    def chat(messages):
+        shown.append(messages[-1]["content"])
+        return Reply(text="top companies get spooked", logprobs=(-0.01,), seconds=0.0)
+
+    answer, trace = LlmReader(chat=chat).read_traced(question, hits, tools=tools)
+    assert trace.fallback and len(trace.replies) == reads + 1 and "repeats words of the question" in shown[-1]
+    assert answer == dataclasses.replace(SentenceReader().read(question, hits, tools=tools), reader="sentence")
+    declined = LlmReader(chat=scripted(*["top companies get spooked"] * reads, "NONE")).read(question, hits, tools=tools)
+    assert declined == answer
+    again = LlmReader(chat=scripted(*["top companies get spooked"] * reads, "close up shop")).read(question, hits, tools=tools)
+    assert again.answer == "close up shop" and again.reader == "llm" and file_text(again) == again.answer
 
 
 def test_an_unsure_read_is_followed_by_a_longer_one(index, tools):

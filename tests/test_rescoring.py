@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from indexer.store import StoredIndex
-from query.rescoring import CLAUSE_MIX, ClauseVectors, clauses, mix_clause_scores
+from query.encoder import KeptVectors
+from query.rescoring import CLAUSE_MIX, clauses, mix_clause_scores
 from query.index import open_searcher
 from query.searcher import Searcher
 
@@ -60,7 +61,7 @@ def test_clause_vectors_are_kept_bounded_and_equal_to_embedding_alone():
         calls.append(list(texts))
         return searcher.embed(texts)
 
-    kept = ClauseVectors(embed, limit=3)
+    kept = KeptVectors(embed, limit=3)
     texts = ["says Joelle Pineau", "Meta AI’s managing director", "of opening the code"]
     first = kept(texts + texts[:1])  # a repeated clause is embedded once
     assert first.shape == (4, searcher.stored.dimension) and np.array_equal(first[0], first[3])
