@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,23 +28,37 @@ GENERATION_HEADER = "X-Semindex-Generation"
 WARM_QUESTION = "warm up the index"
 
 
+def searches_at_once() -> int:
+    """How many searches a server computes at once: one per core it may use.
+
+    A search is Python between calls that release the GIL (ONNX Runtime, FAISS, numpy). More
+    threads than cores do not add work done, they fight over the GIL: each call's return
+    waits out another thread's switch interval. On two cores, 8 clients of the bundled index
+    got 147 searches a second with every request computing at once, 220 with two at a time
+    (docs/experiments/serve.md)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Generation:
     """One loaded index generation as the server answers from it: a request keeps the one
-    it started with to the end. Search, ask and info give the CLI's ``--json`` objects."""
+    it started with to the end. Search, ask and info give the CLI's ``--json`` objects.
+    ``gate`` bounds the searches computed at once (:func:`searches_at_once`); an ask, whose
+    reader may take seconds, is not held to it (the reader model serialises its own reads)."""
 
     opened: Any  # query.index.Generation, imported lazily
+    gate: threading.Semaphore
 
     @property
     def name(self) -> str:
         return self.opened.name
 
     @classmethod
-    def load(cls, index: Path) -> Generation:
+    def load(cls, index: Path, *, gate: threading.Semaphore) -> Generation:
         """Open the live generation of ``index`` and load everything a query touches."""
         from query.index import Index
 
-        generation = cls(Index.open(index).live())
+        generation = cls(Index.open(index).live(), gate)
         generation.opened.search(WARM_QUESTION, k=1, mode="hybrid")
         generation.opened.stale_warning  # hashes the corpus once, not inside a request
         return generation
@@ -54,7 +69,8 @@ class Generation:
         from query.results import search_to_dict
 
         checked = Filters.from_args(**filters)
-        hits = self.opened.search(question, k=k, mode=mode, filters=checked)
+        with self.gate:
+            hits = self.opened.search(question, k=k, mode=mode, filters=checked)
         return search_to_dict(question, mode=mode, hits=hits, warning=self.opened.stale_warning, filters=checked)
 
     def ask(self, question: str, *, k: int, mode: str, reader: str | None = None, **filters: Any) -> dict[str, Any]:
@@ -80,7 +96,8 @@ class LiveIndex:
 
     def __init__(self, index: Path) -> None:
         self.index = Path(index).absolute()
-        self._current = Generation.load(self.index)
+        self.gate = threading.Semaphore(searches_at_once())  # shared by the generations it serves in turn
+        self._current = Generation.load(self.index, gate=self.gate)
         self._loading = False
         self._flag = threading.Lock()  # guards _loading only, never held while loading
         self._load = threading.Lock()  # one load at a time
@@ -115,7 +132,7 @@ class LiveIndex:
         """Load the live generation and make it current (once per generation)."""
         with self._load:
             if self._current.name != live:
-                self._current = Generation.load(self.index)
+                self._current = Generation.load(self.index, gate=self.gate)
             return self._current
 
 
