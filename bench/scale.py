@@ -113,7 +113,7 @@ for question in questions:
     searcher.rank(question, k=10)
     hybrid.append((time.perf_counter() - t) * 1000)
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-vectors = [searcher.embed_question(question) for question in questions]
+vectors = np.stack([searcher.embed_question(question) for question in questions])
 found = []
 for vector in vectors:
     t = time.perf_counter()

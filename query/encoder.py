@@ -25,7 +25,8 @@ skips the model, the largest cost of a search."""
 
 class KeptVectors:
     """Text -> unit vector, kept for later calls (at most ``limit``, the least recently used
-    dropped first). Safe to share between threads.
+    dropped first; each under a 16-byte digest of its text, so a long text costs no more to
+    keep than a short one). Safe to share between threads.
 
     Each text is embedded on its own: a batch runs the model at another shape (padded to its
     longest text, more rows per product), which moves an fp32 vector in its last bits, so a
@@ -36,7 +37,7 @@ class KeptVectors:
     def __init__(self, embed: Callable[[list[str]], Any], *, limit: int) -> None:
         self.embed = embed
         self.limit = limit
-        self._kept: OrderedDict[str, Any] = OrderedDict()
+        self._kept: OrderedDict[bytes, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -46,13 +47,14 @@ class KeptVectors:
         """The unit vectors of ``texts``, one row each, embedding only those not kept."""
         import numpy as np
 
+        keys = {text: digest(text) for text in texts}
         rows: dict[str, Any] = {}
         with self._lock:
-            for text in texts:
-                if (row := self._kept.get(text)) is not None:
-                    self._kept.move_to_end(text)
+            for text, key in keys.items():
+                if (row := self._kept.get(key)) is not None:
+                    self._kept.move_to_end(key)
                     rows[text] = row
-        missing = [text for text in dict.fromkeys(texts) if text not in rows]
+        missing = [text for text in keys if text not in rows]
         for text in missing:  # outside the lock: other requests are not held up
             row = np.array(self.embed([text])[0], dtype=np.float32)
             row.setflags(write=False)  # shared by every caller that asks for it
@@ -60,10 +62,17 @@ class KeptVectors:
         if missing:
             with self._lock:
                 for text in missing:
-                    self._kept[text] = rows[text]
+                    self._kept[keys[text]] = rows[text]
                 while len(self._kept) > self.limit:
                     self._kept.popitem(last=False)
         return np.stack([rows[text] for text in texts])
+
+
+def digest(text: str) -> bytes:
+    """A 16-byte BLAKE2b digest of ``text`` (surrogates and all: a key, never decoded)."""
+    import hashlib
+
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class QueryOnnxEmbedder(OnnxEmbedder):

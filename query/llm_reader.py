@@ -268,14 +268,14 @@ class LlmReader:
         wording = Wording(question, keyword=tools.keyword)
         replies: list[Reply] = []
         best: Trace | None = None
-        lost = False
+        lost = restated = False
         reads = self.reads(hits, tools=tools)
         for number, excerpts in enumerate(reads, start=1):
             messages = messages_for(question, excerpts)
             try:
                 said = [self.chat(messages)]
                 found, objection = verified(said[0].text, excerpts, wording)
-                restated = objection == RESTATED
+                restated = restated or objection == RESTATED
                 if objection and number == len(reads):
                     said.append(self.chat([*messages, {"role": "assistant", "content": said[0].text},
                                            {"role": "user", "content": objection}]))
@@ -283,8 +283,9 @@ class LlmReader:
             except PromptTooLong:
                 break
             replies += said
-            # a reply restating the question found the place but not the answer: NONE after
-            # it leaves the question to the sentence picker, as a reply found nowhere does
+            # a reply restating the question (on this read or an earlier one) found the place
+            # but not the answer: NONE after it leaves the question to the sentence picker, as a
+            # reply found nowhere does
             lost = objection is not None or (restated and found is None)
             if found is not None:
                 trace = self._trace(said[-1], found, first=found[0].hit is excerpts[0].hit, wording=wording)

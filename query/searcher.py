@@ -87,7 +87,7 @@ class Searcher:
         return self.encoder.passages(texts)
 
     def embed_question(self, question: str):
-        """The unit vector of ``question`` (the last one is kept)."""
+        """The unit vector of ``question`` (kept for the next time it is asked)."""
         return self.encoder.question(question)
 
     @property

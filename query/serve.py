@@ -9,6 +9,7 @@ on disk, so in-flight requests finish on it).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import os
@@ -43,8 +44,9 @@ def searches_at_once() -> int:
 class Generation:
     """One loaded index generation as the server answers from it: a request keeps the one
     it started with to the end. Search, ask and info give the CLI's ``--json`` objects.
-    ``gate`` bounds the searches computed at once (:func:`searches_at_once`); an ask, whose
-    reader may take seconds, is not held to it (the reader model serialises its own reads)."""
+    ``gate`` bounds the searches computed at once (:func:`searches_at_once`), and the asks the
+    sentence picker answers; an ask read by the language model, seconds long, is not held to
+    it (the model serialises its own reads)."""
 
     opened: Any  # query.index.Generation, imported lazily
     gate: threading.Semaphore
@@ -80,7 +82,9 @@ class Generation:
         from query.llm_reader import default_reader_note, reader_for
 
         checked = Filters.from_args(**filters)
-        answer = self.opened.ask(question, k=k, mode=mode, reader=reader_for(reader), filters=checked)
+        chosen = reader_for(reader)
+        with self.gate if chosen.name == "sentence" else contextlib.nullcontext():
+            answer = self.opened.ask(question, k=k, mode=mode, reader=chosen, filters=checked)
         if reader is None and (note := default_reader_note()):
             answer.warnings.append(note)
         return answer.to_dict()

@@ -1,4 +1,4 @@
-"""The query path's encoder: each thread keeps its last question's vector."""
+"""The query path's encoder: a question asked again is not embedded again."""
 
 from __future__ import annotations
 

@@ -89,8 +89,30 @@ def test_a_reply_restating_the_question_is_objected_to_then_left_to_the_sentence
     assert answer == dataclasses.replace(SentenceReader().read(question, hits, tools=tools), reader="sentence")
     declined = LlmReader(chat=scripted(*["top companies get spooked"] * reads, "NONE")).read(question, hits, tools=tools)
     assert declined == answer
+    assert reads > 1  # a restatement on the first read: NONE on the last still leaves it to the picker
+    assert LlmReader(chat=scripted("top companies get spooked", *["NONE"] * (reads - 1))).read(
+        question, hits, tools=tools) == answer
+    later, trace = LlmReader(chat=scripted("top companies get spooked", *["close up shop"] * (reads - 1))).read_traced(
+        question, hits, tools=tools)
+    assert later.answer == "close up shop" and len(trace.replies) == reads
     again = LlmReader(chat=scripted(*["top companies get spooked"] * reads, "close up shop")).read(question, hits, tools=tools)
     assert again.answer == "close up shop" and again.reader == "llm" and file_text(again) == again.answer
+
+
+def test_only_a_reply_of_the_questions_own_keywords_is_a_restatement(index, tools):
+    from query.answer import Wording
+    from query.llm_prompt import RESTATED, RETRY
+    from query.llm_reader import verified
+
+    question = "Who is the executive director of EleutherAI?"
+    excerpts = LlmReader.reads(index.search(question, k=5), tools=tools)[0]
+    wording = Wording(question, keyword=tools.keyword)
+    assert verified("EleutherAI", excerpts, wording) == (None, RESTATED)
+    assert verified("Jane Roe", excerpts, wording) == (None, RETRY)
+    assert verified("NONE", excerpts, wording) == (None, None)
+    for reply in ("Stella Biderman", "the"):  # a new word, or no keyword at all ("8", "the"): an answer
+        found, objection = verified(reply, excerpts, wording)
+        assert objection is None and found[0].text[found[1][0] - found[0].start:found[1][1] - found[0].start].lower() == reply.lower()
 
 
 def test_an_unsure_read_is_followed_by_a_longer_one(index, tools):
