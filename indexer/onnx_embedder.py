@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     import tokenizers
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class OnnxEmbedder:
     """Embeds text into L2-normalised float32 rows, like ``Embedder.encode``, without torch."""
 
@@ -92,7 +97,7 @@ class OnnxEmbedder:
 
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if self.quantized:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            cores = usable_cores()
             if len(texts) > 1 and cores > 1:
                 from concurrent.futures import ThreadPoolExecutor
 

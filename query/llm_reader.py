@@ -130,7 +130,9 @@ class Engine:
 def default_threads() -> int:
     """The cores this process may use, at most ``MAX_THREADS``: prompt reading, the reader's
     cost, scales with them on an otherwise idle machine."""
-    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0))))
+    from indexer.onnx_embedder import usable_cores
+
+    return max(1, min(MAX_THREADS, usable_cores()))
 
 
 _ENGINES: dict[Path, Engine] = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import ipaddress
-import os
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,7 +36,9 @@ def searches_at_once() -> int:
     waits out another thread's switch interval. On two cores, 8 clients of the bundled index
     got 147 searches a second with every request computing at once, 220 with two at a time
     (docs/experiments/serve.md)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from indexer.onnx_embedder import usable_cores
+
+    return usable_cores()
 
 
 @dataclass(frozen=True)
