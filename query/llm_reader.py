@@ -166,9 +166,9 @@ def reader_available() -> str | None:
 
 def locate(reply: str, excerpts: Sequence[Excerpt]) -> tuple[Excerpt, tuple[int, int]] | None:
     """The first excerpt (best ranked) holding the cleaned reply verbatim, with the reply's
-    span in its hit's text."""
+    span in its hit's text (a NONE reply is :func:`verified`'s to tell apart)."""
     answer = clean_answer(reply)
-    if not answer or answer.upper().startswith(NONE_REPLY):
+    if not answer:
         return None
     for excerpt in excerpts:
         if (span := find_span(answer, excerpt.text)) is not None:
