@@ -35,7 +35,7 @@ from query.reader_model import INSTALL_HINT, ReaderUnavailable, model_path
 from query.results import Answer, Hit
 
 READERS = ("llm", "sentence")
-READ_TOKENS = (130, 400)
+READ_TOKENS = (110, 400)
 """Prompt budgets, in estimated tokens, of what the model reads (:func:`query.llm_prompt.excerpts_for`):
 a first read of the best hits' best parts; when that read is unsure (NONE, a reply found
 nowhere, or a confidence under ``THRESHOLD``), one more read of twice as much and more. Prompt
