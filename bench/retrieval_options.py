@@ -18,7 +18,8 @@ time), questions and clauses like a search (fp32 export). Vectors are cached on 
 rerun embeds nothing new; ``prepare`` fills the cache, ``run`` embeds whatever is still missing.
 
 A *grain* is how text is cut into scored units: ``p64``/``p128``/``p256`` the product's passages
-at that size (body passages may span paragraphs), ``b64``/``b128`` the same but cut inside each
+at that size (they spanned paragraphs when phase 1 was measured; since the product cuts
+inside paragraphs, ``p64`` cuts as ``b64`` does), ``b64``/``b128`` the same but cut inside each
 paragraph, ``w3`` windows of three sentences (overlap one) inside each paragraph, ``para`` each
 paragraph (segment) whole, ``doc`` each article whole (the model reads its first 256 tokens).
 A *recipe* scores units of one grain and ranks *targets*: BEIR always ranks articles; SQuAD and
@@ -46,13 +47,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.build import article_texts, embed_text, make_passages, merge_articles, parse_corpus  # noqa: E402
+from indexer.discover import discover  # noqa: E402
+from indexer.documents import read_files  # noqa: E402
+from indexer.linking import merge_articles  # noqa: E402
+from indexer.passages import article_texts, embed_text, make_passages  # noqa: E402
 from indexer.chunking import ChunkSettings, pack_passages, sentence_spans  # noqa: E402
 from indexer.keyword import KeywordIndex, KeywordSettings  # noqa: E402
 from query import metrics  # noqa: E402
 from query.beir import load_beir  # noqa: E402
 from query.evaluate import beir_documents  # noqa: E402
-from query.fusion import minmax_fusion, reciprocal_rank_fusion, with_true_zeros, zscore_fusion  # noqa: E402
+from bench.fusion_variants import minmax_fusion, reciprocal_rank_fusion  # noqa: E402
+from query.fusion import with_true_zeros, zscore_fusion  # noqa: E402
 from query.rescoring import CLAUSE_MIX, CLAUSE_TOP, clauses, mix_clause_scores  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "eval"
@@ -163,7 +168,7 @@ class MiniLM(Encoder):
 
     @cached_property
     def model(self):
-        from indexer.incremental import BuildModel
+        from indexer.build_model import BuildModel
 
         return BuildModel(model=None, precision="int8")
 
@@ -173,7 +178,7 @@ class MiniLM(Encoder):
 
     @cached_property
     def fp32(self):
-        from indexer.incremental import BuildModel
+        from indexer.build_model import BuildModel
 
         return BuildModel(model=None, precision="fp32").export
 
@@ -316,8 +321,14 @@ def load_squad(path: Path, sample: int, seed: int) -> Dataset:
     return Dataset("squad", "passages", parsed, questions[:sample])
 
 
+def parse_corpus(folder: Path, *, warn):
+    """(parsed files, skip messages) of ``folder``, read as ``semindex build`` reads it."""
+    parsed, skipped, _ = read_files(folder, discover(folder, warn=warn), warn=warn)
+    return parsed, skipped
+
+
 def _model_view():
-    from indexer.incremental import BuildModel
+    from indexer.build_model import BuildModel
 
     return BuildModel(model=None, precision="int8")
 
