@@ -288,7 +288,7 @@ def load_dataset(name: str, *, squad_questions: int = 600, seed: int = 20) -> Da
     if name == "gold":
         import yaml
 
-        parsed, _ = parse_corpus(ROOT / "corpus", warn=lambda message: None)
+        parsed = parse_corpus(ROOT / "corpus")
         entries = yaml.safe_load((SHARED / "questions.yaml").read_text(encoding="utf-8"))
         questions = [Question(text=e["question"], answers=[a.lower() for a in e.get("answers") or []],
                               sources=set(e.get("sources") or [])) for e in entries if e.get("answers")]
@@ -316,15 +316,15 @@ def load_squad(path: Path, sample: int, seed: int) -> Dataset:
                 questions.append(Question(text=qa["question"], paragraph=(name, *spans[-1]),
                                           answers=sorted({a["text"].lower() for a in qa["answers"]})))
         (folder / name).write_text(text + "\n", encoding="utf-8")
-    parsed, _ = parse_corpus(folder, warn=lambda message: None)
+    parsed = parse_corpus(folder)
     random.Random(seed).shuffle(questions)
     return Dataset("squad", "passages", parsed, questions[:sample])
 
 
-def parse_corpus(folder: Path, *, warn):
-    """(parsed files, skip messages) of ``folder``, read as ``semindex build`` reads it."""
-    parsed, skipped, _ = read_files(folder, discover(folder, warn=warn), warn=warn)
-    return parsed, skipped
+def parse_corpus(folder: Path) -> list:
+    """The files of ``folder`` parsed as ``semindex build`` reads them (unreadable ones skipped quietly)."""
+    quiet = lambda message: None  # noqa: E731
+    return read_files(folder, discover(folder, warn=quiet), warn=quiet)[0]
 
 
 def _model_view():

@@ -38,7 +38,7 @@ READERS = ("llm", "sentence")
 READ_TOKENS = (110, 400)
 """Prompt budgets, in estimated tokens, of what the model reads (:func:`query.llm_prompt.excerpts_for`):
 a first read of the best hits' best parts; when that read is unsure (NONE, a reply found
-nowhere, or a confidence under ``THRESHOLD``), one more read of twice as much and more. Prompt
+nowhere, or a confidence under ``THRESHOLD``), one more read of the best hits at length. Prompt
 reading is most of the reader's time, so most questions pay only for the first."""
 READ_HITS = 3
 """Hits the budgets are filled from: the best three hold the answer almost always."""
