@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.types import PassageKind
 from query.llm_prompt import NONE_REPLY, PREAMBLE_TURNS, RESTATED, RETRY, Excerpt, excerpts_for, messages_for
 from query.llm_span import clean_answer, evidence_span, find_span
 from query.readers import Reader, ReaderTools, SentenceReader
@@ -271,7 +272,7 @@ class LlmReader:
         replies: list[Reply] = []
         best: Trace | None = None
         lost = restated = False
-        reads = self.reads(hits, tools=tools)
+        reads = self.reads(hits, tools=tools, question=question)
         for number, excerpts in enumerate(reads, start=1):
             messages = messages_for(question, excerpts)
             try:
@@ -290,7 +291,7 @@ class LlmReader:
             # reply found nowhere does
             lost = objection is not None or (restated and found is None)
             if found is not None:
-                trace = self._trace(said[-1], found, first=found[0].hit is excerpts[0].hit, wording=wording)
+                trace = self._trace(said[-1], found, excerpts=excerpts, wording=wording)
                 best = trace if best is None or trace.confidence > best.confidence else best
                 if best.confidence >= THRESHOLD:
                     break
@@ -310,21 +311,37 @@ class LlmReader:
                       evidence=hit.text[e_start:e_end], reader=self.name), dataclasses.replace(best, replies=tuple(replies))
 
     @staticmethod
-    def reads(hits: Sequence[Hit], *, tools: ReaderTools) -> list[list[Excerpt]]:
+    def reads(hits: Sequence[Hit], *, tools: ReaderTools, question: str = "") -> list[list[Excerpt]]:
         """What each read of ``READ_TOKENS`` shows the model, leaving out a read that would show
-        no more than the one before (short hits fit the first budget whole)."""
+        no more than the one before (short hits fit the first budget whole). A question about
+        where something appeared ("Which outlet reported …?") is answered by a publisher
+        passage, which ranks below the passages on the subject it names: each read also shows
+        the publisher passages among all ``hits``, a line each."""
+        from query.answer import PUBLICATION_WORDS
+
         reads: list[list[Excerpt]] = []
+        publishers = [hit for hit in hits[READ_HITS:] if hit.citation.kind == PassageKind.PUBLISHER]
+        if not PUBLICATION_WORDS.search(question.lower()):
+            publishers = []
         for budget in READ_TOKENS:
             excerpts = excerpts_for(hits[:READ_HITS], tokens=budget, best_part=lambda hit: best_part(hit, tools))
+            excerpts += [Excerpt(hit, 0, len(hit.text)) for hit in publishers]
             if excerpts and (not reads or excerpts != reads[-1]):
                 reads.append(excerpts)
         return reads
 
     @staticmethod
-    def _trace(reply: Reply, found: tuple[Excerpt, tuple[int, int]], *, first: bool, wording) -> Trace:
+    def _trace(reply: Reply, found: tuple[Excerpt, tuple[int, int]], *, excerpts: Sequence[Excerpt], wording) -> Trace:
+        """The trace of a reply found in ``excerpts``. The evidence of a publisher passage is
+        its article's: how much of the question the best excerpt of that article holds, and
+        whether it is read first (the publisher's own line holds little of the question)."""
         excerpt, (start, end) = found
         hit = excerpt.hit
-        coverage = wording.coverage(excerpt.for_prompt())
+        evidence = [excerpt]
+        if hit.citation.kind == PassageKind.PUBLISHER:
+            evidence += [other for other in excerpts if other.hit.article == hit.article and other is not excerpt]
+        coverage = max(wording.coverage(other.for_prompt()) for other in evidence)
+        first = any(other.hit is excerpts[0].hit for other in evidence)
         base = hit.citation.chars[0]
         return Trace((reply,), logprob=reply.mean_logprob, coverage=coverage, rank=hit.rank, at=(start, end),
                      confidence=confidence_of(reply, coverage=coverage, first=first),
