@@ -3,7 +3,8 @@
 The instructions and worked examples come first and are the same in every prompt, so the
 engine keeps them cached (:meth:`query.llm_reader.Engine.chat`) and a question pays only for
 its own excerpts: examples cost nothing per question, and they teach a small model what
-instructions alone do not (copy "four" as "four", give the whole noun phrase, say NONE).
+instructions alone do not (copy "four" as "four", give the whole noun phrase, say NONE, take
+the object of the verb asked about, copy a whole list for a comparison).
 
 Prompt reading is the reader's cost, so the excerpts fit a budget of estimated tokens: the
 best hit's paragraph whole when it fits, else the sentences around the passage in it that
@@ -44,6 +45,10 @@ EXAMPLES = (
      (("Why did the farmers switch to grapes?", "because the summers had become too dry for grain"),
       ("To whom is most of the harvest sold?", "cooperative wineries in the north of the province"),
       ("Which family owns the valley's largest estate?", "the Moreau family"))),
+    ("[1] Reviewers praised the new tram line for its speed but criticised its crowded carriages. Compared with "
+     "the old buses, the trams are quieter, cheaper to run and more reliable in winter.",
+     (("What did reviewers criticise about the tram line?", "its crowded carriages"),
+      ("How do the trams compare with the old buses?", "quieter, cheaper to run and more reliable in winter"))),
 )
 RETRY = ("That text is not in the passages. Reply with the answer copied exactly, character for character, "
          f"from one passage, or {NONE_REPLY}.")
