@@ -320,9 +320,8 @@ class LlmReader:
         from query.answer import PUBLICATION_WORDS
 
         reads: list[list[Excerpt]] = []
-        publishers = [hit for hit in hits[READ_HITS:] if hit.citation.kind == PassageKind.PUBLISHER]
-        if not PUBLICATION_WORDS.search(question.lower()):
-            publishers = []
+        publishers = ([hit for hit in hits[READ_HITS:] if hit.citation.kind == PassageKind.PUBLISHER]
+                      if PUBLICATION_WORDS.search(question.lower()) else [])
         for budget in READ_TOKENS:
             excerpts = excerpts_for(hits[:READ_HITS], tokens=budget, best_part=lambda hit: best_part(hit, tools))
             excerpts += [Excerpt(hit, 0, len(hit.text)) for hit in publishers]

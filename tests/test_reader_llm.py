@@ -133,7 +133,6 @@ def test_an_unsure_read_is_followed_by_a_longer_one(index, tools):
     assert file_text(answer) == answer.answer and all(len(a) < len(b) for a, b in zip(shown, shown[1:]))
 
 
-
 def test_a_question_about_an_outlet_also_reads_the_publisher_passages(index, tools):
     """The publisher passage ranks below the passages on the subject the question names; a
     question about where something appeared reads it too, and its article's evidence counts."""
@@ -146,6 +145,7 @@ def test_a_question_about_an_outlet_also_reads_the_publisher_passages(index, too
     answer = LlmReader(chat=scripted(publisher.text)).read(question, hits, tools=tools)
     assert answer.confident and answer.answer_hit == publisher.rank and file_text(answer) == publisher.text
     assert any(hit.article == publisher.article for hit in hits[:3])
+
 
 def test_a_prompt_over_the_models_context_is_left_to_the_sentence_picker(index, tools):
     def too_long(messages):
