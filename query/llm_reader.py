@@ -316,7 +316,7 @@ class LlmReader:
         no more than the one before (short hits fit the first budget whole). A question about
         where something appeared ("Which outlet reported …?") is answered by a publisher
         passage, which ranks below the passages on the subject it names: each read also shows
-        the publisher passages among all ``hits``, a line each."""
+        the publisher passages among the hits after the first ``READ_HITS``, a line each."""
         from query.answer import PUBLICATION_WORDS
 
         reads: list[list[Excerpt]] = []
